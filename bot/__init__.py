@@ -1,0 +1,1 @@
+"""The Telegram side of remindbot: handlers, texts, i18n glue and the command line."""

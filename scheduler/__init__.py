@@ -1,0 +1,1 @@
+"""Reminder logic and persistence, free of any Telegram code."""

@@ -1,0 +1,211 @@
+"""The reminder plan: pure functions from a patient's courses and preferences to dated items.
+
+Every date rule of PROTOCOL.md lives in one small generator below; ``RULES`` lists them.
+Nothing here reads the clock or does I/O.
+
+Local wall times are turned into instants with the zone's rules for that date. A send
+time that does not exist on a spring-forward day (02:30 in a 02:00→03:00 gap) is moved
+forward by the length of the gap (03:30); a send time that happens twice on a fall-back
+day is the first of the two (PEP 495 ``fold=0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from scheduler.protocol import (
+    CONTRACEPTION_MONTHS,
+    COURSE_INTERVAL_MONTHS,
+    COURSE_WINDOW_DAYS,
+    DEFAULT_PROPHYLAXIS_DAYS,
+    DEFAULT_SEND_TIME,
+    MONITORING_MONTHS,
+    POST_INFUSION_DAYS_AFTER,
+    POST_INFUSION_TIME,
+    UPCOMING_DAYS_BEFORE,
+    Kind,
+    add_months,
+)
+
+_WEEK = timedelta(days=7)
+_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    """A treatment course: its first infusion day and its number of infusion days."""
+
+    start: date
+    days: int
+
+    @property
+    def end(self) -> date:
+        """The last infusion day (``E_k``)."""
+        return self.start + timedelta(days=self.days - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What the planner needs to know about one patient. Courses are in date order."""
+
+    courses: tuple[Course, ...]
+    timezone: ZoneInfo
+    send_time: time = DEFAULT_SEND_TIME
+    cbp: bool = False
+    prophylaxis_days: int = DEFAULT_PROPHYLAXIS_DAYS
+
+    @property
+    def anchor(self) -> date:
+        """The monitoring anchor ``A``: the first day of course 1."""
+        return self.courses[0].start
+
+    @property
+    def last_infusion(self) -> date:
+        """``L``: the last infusion day of the latest course."""
+        return self.courses[-1].end
+
+    @property
+    def monitoring_end(self) -> date:
+        """``L + 48 months``: the last day a monitoring reminder may fall on."""
+        return add_months(self.last_infusion, MONITORING_MONTHS)
+
+
+class PlanItem(NamedTuple):
+    """One reminder of the plan.
+
+    ``occurrence`` identifies the item within its kind and stays the same when the plan
+    is recomputed after a new course or a change of timezone or send time.
+    ``course`` is the 1-based course number for course-bound kinds, else ``None``.
+    """
+
+    kind: Kind
+    occurrence: str
+    day: date
+    due: datetime
+    course: int | None
+
+
+# (occurrence, local date, course number or None)
+_Dates = Iterator[tuple[str, date, int | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How one kind is dated: its generator, its local time, and whether only CBP gets it."""
+
+    kind: Kind
+    dates: Callable[[Profile], _Dates]
+    at: time | None = None  # None: the patient's send time
+    cbp_only: bool = False
+
+
+def _course_upcoming(profile: Profile) -> _Dates:
+    for number, course in enumerate(profile.courses, start=1):
+        for before in UPCOMING_DAYS_BEFORE:
+            yield f"c{number}-{before}d", course.start - timedelta(days=before), number
+
+
+def _post_infusion_warning(profile: Profile) -> _Dates:
+    for number, course in enumerate(profile.courses, start=1):
+        for offset in range(course.days + POST_INFUSION_DAYS_AFTER):
+            yield f"c{number}-d{offset}", course.start + offset * _DAY, number
+
+
+def _antiviral_prophylaxis(profile: Profile) -> _Dates:
+    for number, course in enumerate(profile.courses, start=1):
+        until = course.end + timedelta(days=profile.prophylaxis_days)
+        week, day = 0, course.start
+        while day <= until:
+            yield f"c{number}-w{week}", day, number
+            week += 1
+            day = course.start + week * _WEEK
+
+
+def _every_months(step: int) -> Callable[[Profile], _Dates]:
+    def dates(profile: Profile) -> _Dates:
+        anchor, last = profile.anchor, profile.monitoring_end
+        months = step
+        day = add_months(anchor, months)
+        while day <= last:
+            yield f"m{months}", day, None
+            months += step
+            day = add_months(anchor, months)
+
+    return dates
+
+
+def _contraception(profile: Profile) -> _Dates:
+    for number, course in enumerate(profile.courses, start=1):
+        until = add_months(course.end, CONTRACEPTION_MONTHS)
+        months, day = 0, course.start
+        while day < until:
+            yield f"c{number}-m{months}", day, number
+            months += 1
+            day = add_months(course.start, months)
+
+
+def _contraception_end(profile: Profile) -> _Dates:
+    courses = profile.courses
+    for number, course in enumerate(courses, start=1):
+        day = add_months(course.end, CONTRACEPTION_MONTHS)
+        next_start = courses[number].start if number < len(courses) else None
+        if next_start is None or next_start >= day:
+            yield f"c{number}", day, number
+
+
+def _course_due(profile: Profile) -> _Dates:
+    if len(profile.courses) == 1:
+        opens = add_months(profile.anchor, COURSE_INTERVAL_MONTHS)
+        yield "c2", opens - timedelta(days=COURSE_WINDOW_DAYS), 2
+
+
+def _monitoring_end(profile: Profile) -> _Dates:
+    yield "end", profile.monitoring_end, None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(Kind.COURSE_UPCOMING, _course_upcoming),
+    Rule(Kind.POST_INFUSION_WARNING, _post_infusion_warning, at=POST_INFUSION_TIME),
+    Rule(Kind.ANTIVIRAL_PROPHYLAXIS, _antiviral_prophylaxis),
+    Rule(Kind.LABS_MONTHLY, _every_months(1)),
+    Rule(Kind.THYROID_QUARTERLY, _every_months(3)),
+    Rule(Kind.CONTRACEPTION, _contraception, cbp_only=True),
+    Rule(Kind.CONTRACEPTION_END, _contraception_end, cbp_only=True),
+    Rule(Kind.COURSE_DUE, _course_due),
+    Rule(Kind.ANNUAL_SCREENING, _every_months(12)),
+    Rule(Kind.MONITORING_END, _monitoring_end),
+)
+
+
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The aware instant of wall time ``at`` on ``day`` in ``zone`` (see module docstring)."""
+    # The round trip through UTC turns a wall time inside a DST gap into a real one.
+    return datetime.combine(day, at, zone).astimezone(UTC).astimezone(zone)
+
+
+def plan(profile: Profile) -> list[PlanItem]:
+    """Every reminder of ``profile``'s programme, ordered by due instant, then kind."""
+    if not profile.courses:
+        return []
+    zone = profile.timezone
+    items: list[PlanItem] = []
+    # Many kinds fall on the same days (tests, contraception, screening): convert each once.
+    instants: dict[tuple[date, time], datetime] = {}
+    for rule in RULES:
+        if rule.cbp_only and not profile.cbp:
+            continue
+        at = rule.at or profile.send_time
+        kind = rule.kind
+        for occurrence, day, course in rule.dates(profile):
+            due = instants.get((day, at))
+            if due is None:
+                due = instants[day, at] = local_instant(day, at, zone)
+            items.append(PlanItem(kind, occurrence, day, due, course))
+    # RULES are in protocol order and the sort is stable: ties stay in kind order.
+    items.sort(key=attrgetter("due"))
+    return items
