@@ -100,6 +100,7 @@ def _item_json(item: PlanItem) -> dict[str, object]:
         "date": item.day.isoformat(),
         "due": item.due.isoformat(),
         "course": item.course,
+        "about": item.about.isoformat() if item.about else None,
     }
 
 

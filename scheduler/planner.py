@@ -81,6 +81,8 @@ class PlanItem(NamedTuple):
     ``occurrence`` identifies the item within its kind and stays the same when the plan
     is recomputed after a new course or a change of timezone or send time.
     ``course`` is the 1-based course number for course-bound kinds, else ``None``.
+    ``about`` is the date the message speaks of, where it names one: the course start,
+    the end of prophylaxis or of contraception, the next course, the end of monitoring.
     """
 
     kind: Kind
@@ -88,10 +90,11 @@ class PlanItem(NamedTuple):
     day: date
     due: datetime
     course: int | None
+    about: date | None
 
 
-# (occurrence, local date, course number or None)
-_Dates = Iterator[tuple[str, date, int | None]]
+# (occurrence, local date, course number or None, the date the message speaks of or None)
+_Dates = Iterator[tuple[str, date, int | None, date | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +110,14 @@ class Rule:
 def _course_upcoming(profile: Profile) -> _Dates:
     for number, course in enumerate(profile.courses, start=1):
         for before in UPCOMING_DAYS_BEFORE:
-            yield f"c{number}-{before}d", course.start - timedelta(days=before), number
+            day = course.start - timedelta(days=before)
+            yield f"c{number}-{before}d", day, number, course.start
 
 
 def _post_infusion_warning(profile: Profile) -> _Dates:
     for number, course in enumerate(profile.courses, start=1):
         for offset in range(course.days + POST_INFUSION_DAYS_AFTER):
-            yield f"c{number}-d{offset}", course.start + offset * _DAY, number
+            yield f"c{number}-d{offset}", course.start + offset * _DAY, number, None
 
 
 def _antiviral_prophylaxis(profile: Profile) -> _Dates:
@@ -121,7 +125,7 @@ def _antiviral_prophylaxis(profile: Profile) -> _Dates:
         until = course.end + timedelta(days=profile.prophylaxis_days)
         week, day = 0, course.start
         while day <= until:
-            yield f"c{number}-w{week}", day, number
+            yield f"c{number}-w{week}", day, number, until
             week += 1
             day = course.start + week * _WEEK
 
@@ -132,7 +136,7 @@ def _every_months(step: int) -> Callable[[Profile], _Dates]:
         months = step
         day = add_months(anchor, months)
         while day <= last:
-            yield f"m{months}", day, None
+            yield f"m{months}", day, None, None
             months += step
             day = add_months(anchor, months)
 
@@ -144,7 +148,7 @@ def _contraception(profile: Profile) -> _Dates:
         until = add_months(course.end, CONTRACEPTION_MONTHS)
         months, day = 0, course.start
         while day < until:
-            yield f"c{number}-m{months}", day, number
+            yield f"c{number}-m{months}", day, number, until
             months += 1
             day = add_months(course.start, months)
 
@@ -155,17 +159,18 @@ def _contraception_end(profile: Profile) -> _Dates:
         day = add_months(course.end, CONTRACEPTION_MONTHS)
         next_start = courses[number].start if number < len(courses) else None
         if next_start is None or next_start >= day:
-            yield f"c{number}", day, number
+            yield f"c{number}", day, number, day
 
 
 def _course_due(profile: Profile) -> _Dates:
     if len(profile.courses) == 1:
         opens = add_months(profile.anchor, COURSE_INTERVAL_MONTHS)
-        yield "c2", opens - timedelta(days=COURSE_WINDOW_DAYS), 2
+        yield "c2", opens - timedelta(days=COURSE_WINDOW_DAYS), 2, opens
 
 
 def _monitoring_end(profile: Profile) -> _Dates:
-    yield "end", profile.monitoring_end, None
+    end = profile.monitoring_end
+    yield "end", end, None, end
 
 
 RULES: tuple[Rule, ...] = (
@@ -201,11 +206,11 @@ def plan(profile: Profile) -> list[PlanItem]:
             continue
         at = rule.at or profile.send_time
         kind = rule.kind
-        for occurrence, day, course in rule.dates(profile):
+        for occurrence, day, course, about in rule.dates(profile):
             due = instants.get((day, at))
             if due is None:
                 due = instants[day, at] = local_instant(day, at, zone)
-            items.append(PlanItem(kind, occurrence, day, due, course))
+            items.append(PlanItem(kind, occurrence, day, due, course, about))
     # RULES are in protocol order and the sort is stable: ties stay in kind order.
     items.sort(key=attrgetter("due"))
     return items

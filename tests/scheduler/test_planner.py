@@ -94,6 +94,17 @@ class TestWorkedExample:
             date(2027, 2, 1),  # last on or before E_2 + 30 days = 2027-02-05
         ]
 
+    def test_items_name_the_date_they_speak_of(self) -> None:
+        items = plan(worked_example(cbp=True))
+        about = {(item.kind, item.occurrence): item.about for item in items}
+        assert about[Kind.COURSE_UPCOMING, "c2-7d"] == date(2027, 1, 4)
+        assert about[Kind.ANTIVIRAL_PROPHYLAXIS, "c1-w0"] == date(2026, 2, 8)
+        assert about[Kind.CONTRACEPTION, "c1-m0"] == date(2026, 5, 9)
+        assert about[Kind.CONTRACEPTION_END, "c2"] == date(2027, 5, 6)
+        assert about[Kind.MONITORING_END, "end"] == date(2031, 1, 6)
+        assert about[Kind.LABS_MONTHLY, "m1"] is None
+        assert about[Kind.POST_INFUSION_WARNING, "c1-d0"] is None
+
     def test_screening_and_end(self) -> None:
         items = plan(worked_example())
         assert days(items, Kind.ANNUAL_SCREENING) == [date(y, 1, 5) for y in range(2027, 2032)]
@@ -109,8 +120,8 @@ class TestWorkedExample:
 def test_course_due_only_while_one_course() -> None:
     profile = Profile(courses=WORKED_COURSES[:1], timezone=BERLIN)
     due = of_kind(plan(profile), Kind.COURSE_DUE)
-    assert [(item.day, item.occurrence, item.course) for item in due] == [
-        (date(2026, 12, 6), "c2", 2)
+    assert [(item.day, item.occurrence, item.course, item.about) for item in due] == [
+        (date(2026, 12, 6), "c2", 2, date(2027, 1, 5))
     ]
 
 
