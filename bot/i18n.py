@@ -8,10 +8,14 @@ other language falls back to it message by message, never to an empty string.
 from __future__ import annotations
 
 import gettext as _gettext
-from functools import cache
+from dataclasses import dataclass
+from datetime import date, time
+from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
 
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -57,3 +61,48 @@ def translations(locale: str) -> _gettext.NullTranslations:
 def gettext(message: str, locale: str = SOURCE_LOCALE) -> str:
     """``message`` translated into ``locale``."""
     return translations(locale).gettext(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Translator:
+    """Texts, dates and times in one language: what a message needs to render."""
+
+    locale: str
+    catalog: _gettext.NullTranslations
+
+    def gettext(self, message: str) -> str:
+        """``message`` translated."""
+        return self.catalog.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        """The translated form of ``singular``/``plural`` that fits the number ``n``."""
+        return self.catalog.ngettext(singular, plural, n)
+
+    def date(self, day: date) -> str:
+        """``day`` as a long date: "February 5, 2026", "5. Februar 2026"."""
+        return format_date(day, format="long", locale=_babel_locale(self.locale))
+
+    def time(self, at: time) -> str:
+        """A time of day in the short form: "9:00 AM", "09:00"."""
+        return format_time(at, format="short", locale=_babel_locale(self.locale))
+
+
+def _babel_locale(locale: str) -> Locale:
+    # Telegram and browsers write "pt-BR", CLDR writes "pt_BR".
+    return Locale.parse(locale.replace("-", "_"))
+
+
+@lru_cache(maxsize=64)
+def translator(locale: str) -> Translator:
+    """The translator for ``locale``.
+
+    A locale Babel does not know (a typo, an empty string) falls back to English, the
+    source language, for texts and for dates. A locale Babel knows but the bot has no
+    catalog for gets English texts with dates and times formatted for that locale; a
+    partial catalog falls back to English message by message (see ``translations``).
+    """
+    try:
+        _babel_locale(locale)
+    except (ValueError, UnknownLocaleError):
+        locale = SOURCE_LOCALE
+    return Translator(locale, translations(locale))

@@ -1,0 +1,245 @@
+import gettext
+import re
+from datetime import date, time
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_file
+
+import bot.messages
+from bot.i18n import SOURCE_LOCALE, Translator, translator
+from bot.messages import (
+    ACCEPT,
+    CONSENT_VERSION,
+    DATED_KINDS,
+    DECLINE,
+    DONE,
+    FOOTER,
+    IM_OK,
+    SNOOZE,
+    SYMPTOMS,
+    acknowledged_text,
+    already_recorded_text,
+    bundle_text,
+    consent_text,
+    nudge_text,
+    reminder_text,
+    snoozed_text,
+    symptoms_text,
+)
+from bot.texts import KIND_TITLES
+from scheduler.protocol import TEST_KINDS, Kind
+
+EN = translator("en")
+# The worked example of PROTOCOL.md: courses on 2026-01-05 (5 days) and 2027-01-04 (3 days).
+ABOUT = {
+    Kind.COURSE_UPCOMING: date(2027, 1, 4),
+    Kind.ANTIVIRAL_PROPHYLAXIS: date(2026, 2, 8),
+    Kind.CONTRACEPTION: date(2026, 5, 9),
+    Kind.CONTRACEPTION_END: date(2026, 5, 9),
+    Kind.COURSE_DUE: date(2027, 1, 5),
+    Kind.MONITORING_END: date(2031, 1, 6),
+}
+CERVICAL = "cervical screening"
+DOSING = re.compile(r"\bmg\b|\d\s*g\b|\bdos(e|es|ed|ing|age)\b|\btake \d", re.IGNORECASE)
+
+
+def every_text(tr: Translator) -> list[str]:
+    """Every text a patient can be shown, in every variant."""
+    texts = [
+        reminder_text(kind, about=ABOUT.get(kind), cbp=cbp, tr=tr)
+        for kind in Kind
+        for cbp in (False, True)
+    ]
+    texts += [
+        nudge_text(kind, date(2026, 2, 5), days, tr) for kind in TEST_KINDS for days in (1, 3, 7)
+    ]
+    texts += [symptoms_text(tr), snoozed_text(tr), acknowledged_text(tr), already_recorded_text(tr)]
+    texts += [consent_text(tr)]
+    texts += [tr.gettext(label) for label in (DONE, SNOOZE, SYMPTOMS, IM_OK, ACCEPT, DECLINE)]
+    return texts
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_every_kind_renders_with_its_title_and_one_footer(kind: Kind) -> None:
+    text = reminder_text(kind, about=ABOUT.get(kind), cbp=False, tr=EN)
+    assert text.startswith(KIND_TITLES[kind] + "\n")
+    assert len(text) > len(KIND_TITLES[kind]) + len(FOOTER) + 20
+    assert text.endswith("\n\n" + FOOTER)
+    assert text.count(FOOTER) == 1
+
+
+def test_dated_kinds_are_those_the_planner_gives_a_date() -> None:
+    assert set(ABOUT) == DATED_KINDS
+
+
+@pytest.mark.parametrize("kind", sorted(DATED_KINDS))
+def test_dated_kinds_show_the_long_date(kind: Kind) -> None:
+    text = reminder_text(kind, about=date(2026, 2, 5), cbp=True, tr=EN)
+    assert "February 5, 2026" in text
+
+
+@pytest.mark.parametrize("kind", sorted(DATED_KINDS))
+def test_dated_kinds_need_the_date(kind: Kind) -> None:
+    with pytest.raises(ValueError, match=str(kind)):
+        reminder_text(kind, about=None, cbp=True, tr=EN)
+
+
+def test_worked_example_dates() -> None:
+    upcoming = reminder_text(Kind.COURSE_UPCOMING, about=date(2027, 1, 4), cbp=False, tr=EN)
+    assert "Your treatment course starts on January 4, 2027." in upcoming
+    ending = reminder_text(Kind.CONTRACEPTION_END, about=date(2026, 5, 9), cbp=True, tr=EN)
+    assert "ends on May 9, 2026." in ending
+
+
+def test_cervical_screening_only_for_cbp() -> None:
+    without = reminder_text(Kind.ANNUAL_SCREENING, about=None, cbp=False, tr=EN)
+    with_cbp = reminder_text(Kind.ANNUAL_SCREENING, about=None, cbp=True, tr=EN)
+    assert "skin check" in without
+    assert "skin check" in with_cbp
+    assert CERVICAL not in without
+    assert CERVICAL in with_cbp
+
+
+def test_bundle_has_every_title_and_one_footer() -> None:
+    text = bundle_text(
+        [(Kind.LABS_MONTHLY, None), (Kind.THYROID_QUARTERLY, None)], cbp=False, tr=EN
+    )
+    labs = reminder_text(Kind.LABS_MONTHLY, about=None, cbp=False, tr=EN)
+    assert KIND_TITLES[Kind.LABS_MONTHLY] in text
+    assert KIND_TITLES[Kind.THYROID_QUARTERLY] in text
+    assert text.index(KIND_TITLES[Kind.LABS_MONTHLY]) < text.index(
+        KIND_TITLES[Kind.THYROID_QUARTERLY]
+    )
+    assert text.count(FOOTER) == 1
+    assert text.endswith(FOOTER)
+    assert text.startswith(labs.removesuffix(FOOTER))
+
+
+def test_empty_bundle_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        bundle_text([], cbp=False, tr=EN)
+
+
+def test_reminders_carry_their_protocol_content() -> None:
+    labs = reminder_text(Kind.LABS_MONTHLY, about=None, cbp=False, tr=EN)
+    for words in ("full blood count", "creatinine", "urine cell counts", "even if you feel well"):
+        assert words in labs
+    for words in ("bruising", "purple spots", "periods", "tea-coloured", "coughing up blood"):
+        assert words in labs
+    for words in ("yellow skin", "dark urine", "signs of infection"):
+        assert words in labs
+    warning = reminder_text(Kind.POST_INFUSION_WARNING, about=None, cbp=False, tr=EN)
+    assert "emergency number at once" in warning
+    for words in ("severe headache", "neck pain", "drooping", "one side", "speaking", "chest"):
+        assert words in warning
+    upcoming = reminder_text(Kind.COURSE_UPCOMING, about=date(2027, 1, 4), cbp=False, tr=EN)
+    for words in ("steroid", "anti-herpes", "4 hours", "2 hours", "patient alert card"):
+        assert words in upcoming
+
+
+def test_no_placeholder_leftovers() -> None:
+    for text in every_text(EN):
+        assert text
+        assert "%(" not in text
+        assert "{" not in text
+        assert "}" not in text
+
+
+def test_no_dosing_instructions() -> None:
+    for text in every_text(EN):
+        assert not DOSING.search(text), text
+
+
+def test_the_dosing_guard_bites() -> None:
+    for dose in ("take 500 mg", "1 g methylprednisolone", "the same dose", "dosing"):
+        assert DOSING.search(dose)
+
+
+def test_plain_text_without_markup() -> None:
+    for text in every_text(EN):
+        assert not re.search(r"<[a-z/]|\*\*|__|`", text), text
+
+
+@pytest.mark.parametrize("kind", sorted(TEST_KINDS))
+def test_nudge_counts_days(kind: Kind) -> None:
+    assert "1 day ago, on February 5, 2026." in nudge_text(kind, date(2026, 2, 5), 1, EN)
+    assert "3 days ago" in nudge_text(kind, date(2026, 2, 5), 3, EN)
+    assert "7 days ago" in nudge_text(kind, date(2026, 2, 5), 7, EN)
+    assert "“Done”" in nudge_text(kind, date(2026, 2, 5), 3, EN)
+
+
+def test_nudge_only_for_tests() -> None:
+    with pytest.raises(ValueError, match="post_infusion_warning"):
+        nudge_text(Kind.POST_INFUSION_WARNING, date(2026, 2, 5), 3, EN)
+
+
+def test_symptoms_text_is_urgent() -> None:
+    text = symptoms_text(EN)
+    assert text.splitlines()[0] == "If this is an emergency, call your local emergency number now."
+    assert "today" in text
+
+
+def test_consent_text() -> None:
+    text = consent_text(EN)
+    assert f"Consent version {CONSENT_VERSION}" in text
+    for command in ("/stop", "/mydata", "/forget"):
+        assert command in text
+    assert "alemtuzumab" in text
+    assert len(text) < 1200
+
+
+def test_short_replies_are_one_line() -> None:
+    for text in (snoozed_text(EN), acknowledged_text(EN), already_recorded_text(EN)):
+        assert text
+        assert "\n" not in text
+
+
+class Marked(gettext.NullTranslations):
+    """A pseudo-translation that marks every message it translates."""
+
+    def gettext(self, message: str) -> str:
+        return "»" + message
+
+    def ngettext(self, msgid1: str, msgid2: str, n: int) -> str:
+        return "»" + (msgid1 if n == 1 else msgid2)
+
+
+def test_every_line_goes_through_the_catalog() -> None:
+    for text in every_text(Translator("en", Marked())):
+        for line in text.split("\n"):
+            assert line == "" or line.removeprefix("• ").startswith("»"), line
+
+
+def test_unknown_locale_falls_back_to_english() -> None:
+    for locale in ("xx", "", "../etc"):
+        tr = translator(locale)
+        assert tr.locale == SOURCE_LOCALE
+        assert tr.date(date(2026, 2, 5)) == "February 5, 2026"
+        assert reminder_text(Kind.LABS_MONTHLY, about=None, cbp=False, tr=tr) == reminder_text(
+            Kind.LABS_MONTHLY, about=None, cbp=False, tr=EN
+        )
+
+
+def test_dates_and_times_follow_the_locale_without_a_catalog() -> None:
+    de = translator("de")
+    assert de.date(date(2026, 2, 5)) == "5. Februar 2026"
+    assert de.time(time(18, 0)) == "18:00"
+    assert EN.time(time(18, 0)).startswith("6:00")
+    assert translator("pt-BR").date(date(2026, 2, 5)) == "5 de fevereiro de 2026"
+
+
+def test_translator_is_cached() -> None:
+    assert translator("de") is translator("de")
+
+
+def test_every_message_has_a_translator_comment() -> None:
+    path = Path(bot.messages.__file__)
+    keywords = {**DEFAULT_KEYWORDS, "N_": None}
+    found = list(extract_from_file("python", path, keywords, ("TRANSLATORS:",)))
+    assert len(found) > 50
+    for _line, message, comments, _context in found:
+        assert comments, message
+        singular = message[0] if isinstance(message, tuple) else message
+        assert not re.search(r"%[sd]", singular), "use named placeholders"
+        assert "\n" not in singular, "one line per catalog entry"
