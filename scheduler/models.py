@@ -1,0 +1,233 @@
+"""Database tables (SQLAlchemy 2). The schema itself is owned by the Alembic migrations.
+
+No names, dates of birth or free-text clinical notes are stored: a patient is the
+pseudonymous label the clinic uses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored in UTC; SQLite keeps no offset, so it is restored on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class PatientStatus(StrEnum):
+    INVITED = "invited"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    UNREACHABLE = "unreachable"
+    WITHDRAWN = "withdrawn"
+
+
+class ReminderStatus(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
+
+
+# Not yet handed to Telegram: re-planning may still move or cancel these.
+UNSENT = frozenset({ReminderStatus.PLANNED, ReminderStatus.RETRYING})
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    STAFF = "staff"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL once the patient asked to be forgotten.
+    label: Mapped[str | None] = mapped_column(String(64), unique=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64))
+    send_time: Mapped[time] = mapped_column(Time)
+    cbp: Mapped[bool] = mapped_column(Boolean)
+    prophylaxis_days: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=PatientStatus.INVITED)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # The coordinator (Telegram user id) who enrolled the patient and receives alerts.
+    coordinator_id: Mapped[int | None] = mapped_column(BigInteger)
+    plan_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    forgotten_at: Mapped[datetime | None]
+
+    courses: Mapped[list[Course]] = relationship(
+        back_populates="patient", order_by="Course.number", cascade="all, delete-orphan"
+    )
+
+
+class Course(Base):
+    __tablename__ = "course"
+    __table_args__ = (UniqueConstraint("patient_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    start: Mapped[date] = mapped_column(Date)
+    days: Mapped[int] = mapped_column(Integer)
+
+    patient: Mapped[Patient] = relationship(back_populates="courses")
+
+
+class Consent(Base):
+    __tablename__ = "consent"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16))
+    accepted_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+
+
+class Invite(Base):
+    __tablename__ = "invite"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
+    # SHA-256 of the token; the token itself is only ever shown once.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Reminder(Base):
+    """One planned reminder: the outbox row the dispatcher claims and sends."""
+
+    __tablename__ = "reminder"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "kind", "occurrence"),
+        Index("ix_reminder_ready_at", "ready_at"),
+        Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurrence: Mapped[str] = mapped_column(String(32))
+    local_date: Mapped[date] = mapped_column(Date)
+    due_at: Mapped[datetime]
+    about: Mapped[date | None] = mapped_column(Date)
+    course: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=ReminderStatus.PLANNED)
+    plan_version: Mapped[int] = mapped_column(Integer)
+    # When the dispatcher may take the item: the due instant, a retry time or the end of
+    # a lease. NULL while it is not queued (patient not yet consented, paused, finished).
+    ready_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+
+
+class DeliveryEvent(Base):
+    """Append-only history of a reminder's status, as staff read it."""
+
+    __tablename__ = "delivery_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reminder_id: Mapped[int] = mapped_column(
+        ForeignKey("reminder.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(index=True)
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    # A reason or Telegram's error description; never message text or personal data.
+    detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class Acknowledgement(Base):
+    __tablename__ = "acknowledgement"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reminder_id: Mapped[int] = mapped_column(
+        ForeignKey("reminder.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_user"
+
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_at: Mapped[datetime]
+    granted_by: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """Who did what, when: coordinator and admin actions and consent changes."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,760 @@
+"""Data access: patients and their materialised plans, invites, consent, roles, audit.
+
+Functions take keyword-only arguments and work inside the caller's transaction
+(``async with sessions.begin() as session``), so an operation that fails changes nothing.
+Lookups return ``None`` for "not found"; the edge turns that into a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler import planner
+from scheduler.errors import N_, ValidationError
+from scheduler.models import (
+    UNSENT,
+    Acknowledgement,
+    AuditEvent,
+    Consent,
+    Course,
+    DeliveryEvent,
+    Invite,
+    Patient,
+    PatientStatus,
+    Reminder,
+    ReminderStatus,
+    Role,
+    StaffUser,
+)
+from scheduler.planner import PlanItem, Profile, plan
+from scheduler.policies import skipped_when_planned
+from scheduler.validation import CourseSpec, build_courses
+
+INVITE_TTL = timedelta(days=14)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+# Keeps each multi-row INSERT well under SQLite's and asyncpg's bound-parameter limits.
+_CHUNK = 2000
+
+SKIPPED_BEFORE_ENROLMENT = "before enrolment"
+CANCELLED_REPLANNED = "no longer in the plan"
+CANCELLED_WITHDRAWN = "consent withdrawn"
+
+
+class LabelTaken(ValidationError):
+    template = N_("The label %(label)s is already in use. Choose another pseudonym.")
+
+
+class DuplicateLabel(ValidationError):
+    template = N_("The label %(label)s appears more than once.")
+
+
+class InvalidLabel(ValidationError):
+    # TRANSLATORS: the label is the clinic's pseudonym for a patient, never a name.
+    template = N_(
+        "%(label)s is not a valid label. Use 1 to 64 letters, digits, '-', '_' or '.'; "
+        "never the patient's name."
+    )
+
+
+_LABEL = re.compile(r"[\w.-]{1,64}")
+
+
+def check_label(label: str) -> str:
+    value = label.strip()
+    if not _LABEL.fullmatch(value):
+        raise InvalidLabel(label=value or '""')
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A validated new patient: see ``scheduler.validation.build_profile``."""
+
+    label: str
+    locale: str
+    profile: Profile
+    coordinator_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    patient_id: int
+    label: str
+    invite_token: str
+    invite_expires_at: datetime
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+def audit(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    target: str | None,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    """Append an audit event (no personal data: targets are ids, not labels)."""
+    session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))
+
+
+def _patient_target(patient_id: int) -> str:
+    return f"patient:{patient_id}"
+
+
+# --- plans -----------------------------------------------------------------------------
+
+
+def profile_of(patient: Patient) -> Profile:
+    """The planner's view of a stored patient (courses must be loaded)."""
+    return Profile(
+        courses=tuple(planner.Course(course.start, course.days) for course in patient.courses),
+        timezone=ZoneInfo(patient.timezone),
+        send_time=patient.send_time,
+        cbp=patient.cbp,
+        prophylaxis_days=patient.prophylaxis_days,
+    )
+
+
+def _reminder_row(
+    patient_id: int, item: PlanItem, *, status: str, version: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "patient_id": patient_id,
+        "kind": item.kind.value,
+        "occurrence": item.occurrence,
+        "local_date": item.day,
+        "due_at": item.due,
+        "about": item.about,
+        "course": item.course,
+        "status": status,
+        "plan_version": version,
+        "ready_at": None,
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
+async def _insert_reminders(
+    session: AsyncSession, rows: list[dict[str, Any]], *, now: datetime
+) -> None:
+    """Insert reminder rows; the skipped ones get their history entry."""
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        result = await session.execute(
+            insert(Reminder).returning(Reminder.id, sort_by_parameter_order=True), chunk
+        )
+        events = [
+            {
+                "reminder_id": reminder_id,
+                "status": row["status"],
+                "at": now,
+                "detail": SKIPPED_BEFORE_ENROLMENT,
+            }
+            for reminder_id, row in zip(result.scalars(), chunk, strict=True)
+            if row["status"] == ReminderStatus.SKIPPED
+        ]
+        if events:
+            await session.execute(insert(DeliveryEvent), events)
+
+
+def _new_rows(
+    patient_id: int,
+    items: Iterable[PlanItem],
+    *,
+    skipped: set[tuple[Any, str]],
+    version: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    return [
+        _reminder_row(
+            patient_id,
+            item,
+            status=ReminderStatus.SKIPPED
+            if (item.kind, item.occurrence) in skipped
+            else ReminderStatus.PLANNED,
+            version=version,
+            now=now,
+        )
+        for item in items
+    ]
+
+
+async def enroll(
+    session: AsyncSession,
+    *,
+    enrolments: Sequence[Enrolment],
+    actor: str,
+    now: datetime,
+    late_window: timedelta,
+    invite_ttl: timedelta = INVITE_TTL,
+) -> list[Enrolled]:
+    """Store new patients with their courses, materialised plans and invites.
+
+    Items already in the past are stored as skipped (see
+    ``policies.skipped_when_planned``). Nothing is queued until the patient consents.
+    """
+    labels = [enrolment.label for enrolment in enrolments]
+    seen: set[str] = set()
+    for label in labels:
+        if label in seen:
+            raise DuplicateLabel(label=label)
+        seen.add(label)
+    for start in range(0, len(labels), _CHUNK):
+        taken = await session.scalar(
+            select(Patient.label).where(Patient.label.in_(labels[start : start + _CHUNK])).limit(1)
+        )
+        if taken is not None:
+            raise LabelTaken(label=taken)
+
+    patient_ids: list[int] = []
+    for start in range(0, len(enrolments), _CHUNK):
+        result = await session.execute(
+            insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
+            [
+                {
+                    "label": enrolment.label,
+                    "locale": enrolment.locale,
+                    "timezone": enrolment.profile.timezone.key,
+                    "send_time": enrolment.profile.send_time,
+                    "cbp": enrolment.profile.cbp,
+                    "prophylaxis_days": enrolment.profile.prophylaxis_days,
+                    "status": PatientStatus.INVITED,
+                    "coordinator_id": enrolment.coordinator_id,
+                    "plan_version": 1,
+                    "created_at": now,
+                }
+                for enrolment in enrolments[start : start + _CHUNK]
+            ],
+        )
+        patient_ids.extend(result.scalars())
+
+    courses = [
+        {"patient_id": pid, "number": number, "start": course.start, "days": course.days}
+        for pid, enrolment in zip(patient_ids, enrolments, strict=True)
+        for number, course in enumerate(enrolment.profile.courses, start=1)
+    ]
+    for start in range(0, len(courses), _CHUNK):
+        await session.execute(insert(Course), courses[start : start + _CHUNK])
+
+    rows: list[dict[str, Any]] = []
+    for pid, enrolment in zip(patient_ids, enrolments, strict=True):
+        items = plan(enrolment.profile)
+        skipped = skipped_when_planned(items, now=now, late_window=late_window)
+        rows.extend(_new_rows(pid, items, skipped=skipped, version=1, now=now))
+        if len(rows) >= _CHUNK:
+            await _insert_reminders(session, rows, now=now)
+            rows = []
+    await _insert_reminders(session, rows, now=now)
+
+    enrolled: list[Enrolled] = []
+    invites: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    for pid, enrolment in zip(patient_ids, enrolments, strict=True):
+        token = new_token()
+        invites.append(_invite_row(pid, token, now=now, ttl=invite_ttl))
+        audits.append(
+            {"at": now, "actor": actor, "action": "enroll", "target": _patient_target(pid)}
+        )
+        enrolled.append(Enrolled(pid, enrolment.label, token, now + invite_ttl))
+    for start in range(0, len(invites), _CHUNK):
+        await session.execute(insert(Invite), invites[start : start + _CHUNK])
+        await session.execute(insert(AuditEvent), audits[start : start + _CHUNK])
+    return enrolled
+
+
+async def _append_events(
+    session: AsyncSession,
+    reminder_ids: Sequence[int],
+    *,
+    status: str,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    if reminder_ids:
+        await session.execute(
+            insert(DeliveryEvent),
+            [
+                {"reminder_id": rid, "status": status, "at": now, "detail": detail}
+                for rid in reminder_ids
+            ],
+        )
+
+
+async def replan(
+    session: AsyncSession, *, patient: Patient, now: datetime, late_window: timedelta
+) -> None:
+    """Bring a patient's stored reminders in line with their current courses and preferences.
+
+    Unsent items move to their new time; unsent items no longer in the plan are cancelled;
+    new items are inserted (past ones skipped). Items already sent, and their history, are
+    never touched. The caller holds the patient row lock (``lock_patient``).
+    """
+    items = plan(profile_of(patient))
+    patient.plan_version += 1
+    version = patient.plan_version
+    existing = {
+        (reminder.kind, reminder.occurrence): reminder
+        for reminder in await session.scalars(
+            select(Reminder).where(Reminder.patient_id == patient.id)
+        )
+    }
+    queued = patient.status == PatientStatus.ACTIVE
+    new_items: list[PlanItem] = []
+    for item in items:
+        reminder = existing.pop((item.kind.value, item.occurrence), None)
+        if reminder is None:
+            new_items.append(item)
+        elif reminder.status in UNSENT:
+            reminder.due_at = item.due
+            reminder.local_date = item.day
+            reminder.about = item.about
+            reminder.course = item.course
+            reminder.plan_version = version
+            if reminder.status == ReminderStatus.PLANNED and queued:
+                reminder.ready_at = item.due
+    dropped = [reminder for reminder in existing.values() if reminder.status in UNSENT]
+    for reminder in dropped:
+        reminder.status = ReminderStatus.CANCELLED
+        reminder.ready_at = None
+    await session.flush()
+    await _append_events(
+        session,
+        [r.id for r in dropped],
+        status=ReminderStatus.CANCELLED,
+        now=now,
+        detail=CANCELLED_REPLANNED,
+    )
+    skipped = skipped_when_planned(new_items, now=now, late_window=late_window)
+    rows = _new_rows(patient.id, new_items, skipped=skipped, version=version, now=now)
+    if queued:
+        for row in rows:
+            if row["status"] == ReminderStatus.PLANNED:
+                row["ready_at"] = row["due_at"]
+    await _insert_reminders(session, rows, now=now)
+
+
+async def lock_patient(session: AsyncSession, *, patient_id: int) -> Patient | None:
+    """The patient with courses loaded, its row locked until the transaction ends.
+
+    The lock serialises re-plans of one patient across processes on PostgreSQL; SQLite
+    serialises all writers anyway.
+    """
+    patient = await session.scalar(
+        select(Patient).where(Patient.id == patient_id).with_for_update()
+    )
+    if patient is not None:
+        await session.refresh(patient, ["courses"])
+    return patient
+
+
+async def patient_by_label(session: AsyncSession, *, label: str) -> Patient | None:
+    return await session.scalar(select(Patient).where(Patient.label == label))
+
+
+async def patient_by_chat(session: AsyncSession, *, chat_id: int) -> Patient | None:
+    return await session.scalar(select(Patient).where(Patient.chat_id == chat_id))
+
+
+async def add_course(
+    session: AsyncSession,
+    *,
+    patient_id: int,
+    start: date,
+    days: int | None,
+    allow_early: bool,
+    actor: str,
+    now: datetime,
+    late_window: timedelta,
+) -> Course | None:
+    """Record the next course and re-plan; the protocol's interval rules apply."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None:
+        return None
+    specs: list[CourseSpec] = [(course.start, course.days) for course in patient.courses]
+    checked, _ = build_courses([*specs, (start, days)], allow_early=allow_early)
+    added = checked[-1]
+    course = Course(number=len(checked), start=added.start, days=added.days)
+    patient.courses.append(course)
+    await session.flush()
+    await replan(session, patient=patient, now=now, late_window=late_window)
+    audit(
+        session,
+        actor=actor,
+        action="course.add",
+        target=_patient_target(patient_id),
+        now=now,
+        detail=f"course {course.number}" + (" (early, confirmed)" if allow_early else ""),
+    )
+    return course
+
+
+async def update_preferences(
+    session: AsyncSession,
+    *,
+    patient_id: int,
+    actor: str,
+    now: datetime,
+    late_window: timedelta,
+    timezone: ZoneInfo | None = None,
+    send_time: time | None = None,
+    locale: str | None = None,
+) -> Patient | None:
+    """Change timezone, send time or language; unsent reminders move with them."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None:
+        return None
+    changed = []
+    if locale is not None and locale != patient.locale:
+        patient.locale = locale
+        changed.append("locale")
+    moved = False
+    if timezone is not None and timezone.key != patient.timezone:
+        patient.timezone = timezone.key
+        changed.append("timezone")
+        moved = True
+    if send_time is not None and send_time != patient.send_time:
+        patient.send_time = send_time
+        changed.append("send_time")
+        moved = True
+    if moved:
+        await replan(session, patient=patient, now=now, late_window=late_window)
+    if changed:
+        audit(
+            session,
+            actor=actor,
+            action="preferences",
+            target=_patient_target(patient_id),
+            now=now,
+            detail=",".join(changed),
+        )
+    return patient
+
+
+async def _queue_planned(session: AsyncSession, *, patient_id: int) -> None:
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
+        .values(ready_at=Reminder.due_at)
+    )
+
+
+async def _unqueue(session: AsyncSession, *, patient_id: int) -> None:
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
+        .values(ready_at=None)
+    )
+
+
+async def pause(
+    session: AsyncSession,
+    *,
+    patient_id: int,
+    actor: str,
+    now: datetime,
+    status: PatientStatus = PatientStatus.PAUSED,
+) -> Patient | None:
+    """Stop sending to an active patient (paused by staff, or unreachable) until resumed."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None or patient.status != PatientStatus.ACTIVE:
+        return patient
+    patient.status = status
+    await _unqueue(session, patient_id=patient_id)
+    audit(
+        session,
+        actor=actor,
+        action=f"patient.{status}",
+        target=_patient_target(patient_id),
+        now=now,
+    )
+    return patient
+
+
+async def resume(
+    session: AsyncSession, *, patient_id: int, actor: str, now: datetime
+) -> Patient | None:
+    """Send again; reminders missed meanwhile go out if still inside the late window."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None or patient.status not in {PatientStatus.PAUSED, PatientStatus.UNREACHABLE}:
+        return patient
+    patient.status = PatientStatus.ACTIVE
+    await _queue_planned(session, patient_id=patient_id)
+    audit(
+        session, actor=actor, action="patient.resume", target=_patient_target(patient_id), now=now
+    )
+    return patient
+
+
+# --- invites and consent -----------------------------------------------------------------
+
+
+def new_token() -> str:
+    """A random invite token: 43 URL-safe characters."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _invite_row(patient_id: int, token: str, *, now: datetime, ttl: timedelta) -> dict[str, Any]:
+    return {
+        "patient_id": patient_id,
+        "token_hash": token_hash(token),
+        "created_at": now,
+        "expires_at": now + ttl,
+    }
+
+
+async def issue_invite(
+    session: AsyncSession,
+    *,
+    patient_id: int,
+    actor: str,
+    now: datetime,
+    ttl: timedelta = INVITE_TTL,
+) -> str:
+    """A new one-time invite token for the patient; earlier unused invites stop working."""
+    await session.execute(
+        update(Invite)
+        .where(
+            Invite.patient_id == patient_id, Invite.used_at.is_(None), Invite.revoked_at.is_(None)
+        )
+        .values(revoked_at=now)
+    )
+    token = new_token()
+    await session.execute(insert(Invite), [_invite_row(patient_id, token, now=now, ttl=ttl)])
+    audit(session, actor=actor, action="invite.issue", target=_patient_target(patient_id), now=now)
+    return token
+
+
+async def find_invite(session: AsyncSession, *, token: str, now: datetime) -> Invite | None:
+    """The invite for ``token`` if it is well-formed, unused, not revoked and not expired."""
+    if not _TOKEN.fullmatch(token):
+        return None
+    invite = await session.scalar(select(Invite).where(Invite.token_hash == token_hash(token)))
+    if invite is None or invite.used_at or invite.revoked_at or invite.expires_at <= now:
+        return None
+    return invite
+
+
+async def accept_consent(
+    session: AsyncSession,
+    *,
+    invite: Invite,
+    chat_id: int,
+    version: int,
+    text: str,
+    locale: str,
+    now: datetime,
+) -> Patient:
+    """Record consent from the invite's patient: activate them and queue their reminders."""
+    patient = await lock_patient(session, patient_id=invite.patient_id)
+    assert patient is not None  # invites are deleted with their patient
+    invite.used_at = now
+    patient.chat_id = chat_id
+    patient.status = PatientStatus.ACTIVE
+    session.add(
+        Consent(
+            patient_id=patient.id,
+            version=version,
+            text_hash=hashlib.sha256(text.encode()).hexdigest(),
+            locale=locale,
+            accepted_at=now,
+        )
+    )
+    await _queue_planned(session, patient_id=patient.id)
+    audit(
+        session,
+        actor=f"patient:{patient.id}",
+        action="consent.accept",
+        target=_patient_target(patient.id),
+        now=now,
+        detail=f"version {version}",
+    )
+    return patient
+
+
+async def withdraw(
+    session: AsyncSession, *, patient_id: int, actor: str, now: datetime
+) -> Patient | None:
+    """Withdraw consent: every pending reminder is cancelled at once."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None:
+        return None
+    pending = list(
+        await session.scalars(
+            select(Reminder.id).where(
+                Reminder.patient_id == patient_id,
+                Reminder.status.in_({*UNSENT, ReminderStatus.SENDING}),
+            )
+        )
+    )
+    if pending:
+        await session.execute(
+            update(Reminder)
+            .where(Reminder.id.in_(pending))
+            .values(status=ReminderStatus.CANCELLED, ready_at=None)
+        )
+        await _append_events(
+            session, pending, status=ReminderStatus.CANCELLED, now=now, detail=CANCELLED_WITHDRAWN
+        )
+    if patient.status != PatientStatus.WITHDRAWN:
+        patient.status = PatientStatus.WITHDRAWN
+        await session.execute(
+            update(Consent)
+            .where(Consent.patient_id == patient_id, Consent.withdrawn_at.is_(None))
+            .values(withdrawn_at=now)
+        )
+        await session.execute(
+            update(Invite)
+            .where(
+                Invite.patient_id == patient_id,
+                Invite.used_at.is_(None),
+                Invite.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+        audit(
+            session,
+            actor=actor,
+            action="consent.withdraw",
+            target=_patient_target(patient_id),
+            now=now,
+        )
+    return patient
+
+
+async def forget(
+    session: AsyncSession, *, patient_id: int, actor: str, now: datetime
+) -> Patient | None:
+    """Withdraw and erase: label, chat id, course dates and invites are deleted.
+
+    The anonymous delivery history stays, so staff can still account for every reminder.
+    """
+    patient = await withdraw(session, patient_id=patient_id, actor=actor, now=now)
+    if patient is None:
+        return None
+    patient.label = None
+    patient.chat_id = None
+    patient.forgotten_at = now
+    patient.courses.clear()
+    await session.execute(delete(Invite).where(Invite.patient_id == patient_id))
+    audit(
+        session, actor=actor, action="patient.forget", target=_patient_target(patient_id), now=now
+    )
+    return patient
+
+
+# --- staff roles -------------------------------------------------------------------------
+
+
+async def role_of(session: AsyncSession, *, user_id: int) -> Role | None:
+    role = await session.scalar(select(StaffUser.role).where(StaffUser.telegram_user_id == user_id))
+    return Role(role) if role else None
+
+
+async def grant(
+    session: AsyncSession, *, user_id: int, role: Role, actor: str, now: datetime
+) -> None:
+    """Give a Telegram user a staff role (replacing any role they had)."""
+    user = await session.get(StaffUser, user_id)
+    if user is None:
+        session.add(
+            StaffUser(telegram_user_id=user_id, role=role, granted_at=now, granted_by=actor)
+        )
+    else:
+        user.role, user.granted_at, user.granted_by = role, now, actor
+    audit(
+        session,
+        actor=actor,
+        action="role.grant",
+        target=f"user:{user_id}",
+        now=now,
+        detail=role.value,
+    )
+
+
+async def revoke(session: AsyncSession, *, user_id: int, actor: str, now: datetime) -> bool:
+    """Remove a user's staff role; False if they had none."""
+    result = await session.execute(delete(StaffUser).where(StaffUser.telegram_user_id == user_id))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    audit(session, actor=actor, action="role.revoke", target=f"user:{user_id}", now=now)
+    return True
+
+
+async def bootstrap_admins(
+    session: AsyncSession, *, user_ids: Iterable[int], now: datetime
+) -> None:
+    """Make the configured admin ids admins, leaving everyone else as they are."""
+    for user_id in user_ids:
+        if await role_of(session, user_id=user_id) is not Role.ADMIN:
+            await grant(session, user_id=user_id, role=Role.ADMIN, actor="config", now=now)
+
+
+# --- listings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSummary:
+    id: int
+    label: str
+    status: str
+    timezone: str
+    next_due: datetime | None
+    last_acknowledged: datetime | None
+
+
+async def list_patients(
+    session: AsyncSession, *, limit: int | None = None, offset: int = 0
+) -> list[PatientSummary]:
+    """Patients by label, with their next unsent reminder and their latest acknowledgement."""
+    next_due = (
+        select(func.min(Reminder.due_at))
+        .where(Reminder.patient_id == Patient.id, Reminder.status.in_(UNSENT))
+        .correlate(Patient)
+        .scalar_subquery()
+    )
+    last_ack = (
+        select(func.max(Acknowledgement.at))
+        .join(Reminder, Reminder.id == Acknowledgement.reminder_id)
+        .where(Reminder.patient_id == Patient.id)
+        .correlate(Patient)
+        .scalar_subquery()
+    )
+    query = (
+        select(Patient.id, Patient.label, Patient.status, Patient.timezone, next_due, last_ack)
+        .where(Patient.label.is_not(None))
+        .order_by(Patient.label)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [
+        PatientSummary(pid, str(label), status, zone, due, ack)
+        for pid, label, status, zone, due, ack in (await session.execute(query)).all()
+    ]
+
+
+# --- the dispatcher's queue ------------------------------------------------------------------
+
+
+def due_reminders(*, now: datetime, limit: int) -> Select[int]:
+    """Ids of queued reminders whose time has come, oldest first: a range scan of
+    ``ix_reminder_ready_at``. PostgreSQL callers add ``FOR UPDATE SKIP LOCKED``."""
+    return (
+        select(Reminder.id).where(Reminder.ready_at <= now).order_by(Reminder.ready_at).limit(limit)
+    )

@@ -1,0 +1,78 @@
+"""Shared fixtures: a migrated database per test, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from scheduler.db import create_engine, migrate, session_factory
+
+POSTGRES_URL = os.environ.get("REMINDBOT_TEST_POSTGRES_URL")
+# CI sets this so that a missing PostgreSQL fails the run instead of skipping tests.
+REQUIRE_POSTGRES = os.environ.get("REMINDBOT_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{reason} (REMINDBOT_TEST_REQUIRE_POSTGRES=1)")
+    pytest.skip(reason)
+
+
+async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
+    """An engine whose connections use a fresh schema, dropped afterwards."""
+    if not POSTGRES_URL:
+        _skip_or_fail("REMINDBOT_TEST_POSTGRES_URL is not set")
+    assert POSTGRES_URL
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OSError as error:
+        await admin.dispose()
+        _skip_or_fail(f"PostgreSQL at REMINDBOT_TEST_POSTGRES_URL is unreachable: {error}")
+    engine = create_engine(POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}})
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        async with admin.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An empty database (no tables yet), on a SQLite file or in a PostgreSQL schema."""
+    if request.param == "sqlite":
+        sqlite = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'remindbot.db'}")
+        yield sqlite
+        await sqlite.dispose()
+    else:
+        async for postgres in _postgres_engine():
+            yield postgres
+
+
+@pytest.fixture
+async def db(engine: AsyncEngine) -> AsyncEngine:
+    """A database migrated to the newest schema."""
+    await migrate(engine)
+    return engine
+
+
+@pytest.fixture
+def sessions(db: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(db)
+
+
+@pytest.fixture
+async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessions() as session:
+        yield session
+
