@@ -109,8 +109,12 @@ class Patient(Base):
     created_at: Mapped[datetime]
     forgotten_at: Mapped[datetime | None]
 
+    # Loaded explicitly (selectinload / refresh): lazy loading cannot work under asyncio.
     courses: Mapped[list[Course]] = relationship(
-        back_populates="patient", order_by="Course.number", cascade="all, delete-orphan"
+        back_populates="patient",
+        order_by="Course.number",
+        cascade="all, delete-orphan",
+        lazy="raise",
     )
 
 
@@ -124,7 +128,7 @@ class Course(Base):
     start: Mapped[date] = mapped_column(Date)
     days: Mapped[int] = mapped_column(Integer)
 
-    patient: Mapped[Patient] = relationship(back_populates="courses")
+    patient: Mapped[Patient] = relationship(back_populates="courses", lazy="raise")
 
 
 class Consent(Base):

@@ -13,11 +13,12 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, Table, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from scheduler import planner
 from scheduler.errors import N_, ValidationError
@@ -35,6 +36,7 @@ from scheduler.models import (
     ReminderStatus,
     Role,
     StaffUser,
+    UTCDateTime,
 )
 from scheduler.planner import PlanItem, Profile, plan
 from scheduler.policies import skipped_when_planned
@@ -44,6 +46,14 @@ INVITE_TTL = timedelta(days=14)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 # Keeps each multi-row INSERT well under SQLite's and asyncpg's bound-parameter limits.
 _CHUNK = 2000
+_PATIENTS_PER_BATCH = 50
+# Bulk inserts go through the tables (Core), not the ORM's unit of work.
+_PATIENTS = cast(Table, Patient.__table__)
+_COURSES = cast(Table, Course.__table__)
+_REMINDERS = cast(Table, Reminder.__table__)
+_EVENTS = cast(Table, DeliveryEvent.__table__)
+_INVITES = cast(Table, Invite.__table__)
+_AUDIT = cast(Table, AuditEvent.__table__)
 
 SKIPPED_BEFORE_ENROLMENT = "before enrolment"
 CANCELLED_REPLANNED = "no longer in the plan"
@@ -148,26 +158,33 @@ def _reminder_row(
 
 
 async def _insert_reminders(
-    session: AsyncSession, rows: list[dict[str, Any]], *, now: datetime
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    *,
+    patient_ids: Sequence[int],
+    version: int,
+    now: datetime,
 ) -> None:
-    """Insert reminder rows; the skipped ones get their history entry."""
+    """Insert new reminder rows of ``patient_ids``; the skipped ones get their history entry.
+
+    Plain multi-row INSERTs without RETURNING: SQLite would otherwise insert row by row.
+    """
     for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        result = await session.execute(
-            insert(Reminder).returning(Reminder.id, sort_by_parameter_order=True), chunk
+        await session.execute(insert(_REMINDERS), rows[start : start + _CHUNK])
+    if any(row["status"] == ReminderStatus.SKIPPED for row in rows):
+        skipped = select(
+            Reminder.id,
+            literal(ReminderStatus.SKIPPED.value),
+            literal(now, UTCDateTime()),
+            literal(SKIPPED_BEFORE_ENROLMENT),
+        ).where(
+            Reminder.patient_id.in_(patient_ids),
+            Reminder.status == ReminderStatus.SKIPPED,
+            Reminder.plan_version == version,
         )
-        events = [
-            {
-                "reminder_id": reminder_id,
-                "status": row["status"],
-                "at": now,
-                "detail": SKIPPED_BEFORE_ENROLMENT,
-            }
-            for reminder_id, row in zip(result.scalars(), chunk, strict=True)
-            if row["status"] == ReminderStatus.SKIPPED
-        ]
-        if events:
-            await session.execute(insert(DeliveryEvent), events)
+        await session.execute(
+            insert(_EVENTS).from_select(["reminder_id", "status", "at", "detail"], skipped)
+        )
 
 
 def _new_rows(
@@ -219,10 +236,9 @@ async def enroll(
         if taken is not None:
             raise LabelTaken(label=taken)
 
-    patient_ids: list[int] = []
     for start in range(0, len(enrolments), _CHUNK):
-        result = await session.execute(
-            insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
+        await session.execute(
+            insert(_PATIENTS),
             [
                 {
                     "label": enrolment.label,
@@ -239,7 +255,15 @@ async def enroll(
                 for enrolment in enrolments[start : start + _CHUNK]
             ],
         )
-        patient_ids.extend(result.scalars())
+    ids: dict[str, int] = {}
+    for start in range(0, len(labels), _CHUNK):
+        found = await session.execute(
+            select(Patient.label, Patient.id).where(
+                Patient.label.in_(labels[start : start + _CHUNK])
+            )
+        )
+        ids.update((label, pid) for label, pid in found.all() if label is not None)
+    patient_ids = [ids[label] for label in labels]
 
     courses = [
         {"patient_id": pid, "number": number, "start": course.start, "days": course.days}
@@ -247,17 +271,18 @@ async def enroll(
         for number, course in enumerate(enrolment.profile.courses, start=1)
     ]
     for start in range(0, len(courses), _CHUNK):
-        await session.execute(insert(Course), courses[start : start + _CHUNK])
+        await session.execute(insert(_COURSES), courses[start : start + _CHUNK])
 
-    rows: list[dict[str, Any]] = []
-    for pid, enrolment in zip(patient_ids, enrolments, strict=True):
-        items = plan(enrolment.profile)
-        skipped = skipped_when_planned(items, now=now, late_window=late_window)
-        rows.extend(_new_rows(pid, items, skipped=skipped, version=1, now=now))
-        if len(rows) >= _CHUNK:
-            await _insert_reminders(session, rows, now=now)
-            rows = []
-    await _insert_reminders(session, rows, now=now)
+    for start in range(0, len(enrolments), _PATIENTS_PER_BATCH):
+        batch = list(zip(patient_ids, enrolments, strict=True))[start : start + _PATIENTS_PER_BATCH]
+        rows: list[dict[str, Any]] = []
+        for pid, enrolment in batch:
+            items = plan(enrolment.profile)
+            skipped = skipped_when_planned(items, now=now, late_window=late_window)
+            rows.extend(_new_rows(pid, items, skipped=skipped, version=1, now=now))
+        await _insert_reminders(
+            session, rows, patient_ids=[pid for pid, _ in batch], version=1, now=now
+        )
 
     enrolled: list[Enrolled] = []
     invites: list[dict[str, Any]] = []
@@ -270,8 +295,8 @@ async def enroll(
         )
         enrolled.append(Enrolled(pid, enrolment.label, token, now + invite_ttl))
     for start in range(0, len(invites), _CHUNK):
-        await session.execute(insert(Invite), invites[start : start + _CHUNK])
-        await session.execute(insert(AuditEvent), audits[start : start + _CHUNK])
+        await session.execute(insert(_INVITES), invites[start : start + _CHUNK])
+        await session.execute(insert(_AUDIT), audits[start : start + _CHUNK])
     return enrolled
 
 
@@ -343,7 +368,7 @@ async def replan(
         for row in rows:
             if row["status"] == ReminderStatus.PLANNED:
                 row["ready_at"] = row["due_at"]
-    await _insert_reminders(session, rows, now=now)
+    await _insert_reminders(session, rows, patient_ids=[patient.id], version=version, now=now)
 
 
 async def lock_patient(session: AsyncSession, *, patient_id: int) -> Patient | None:
@@ -361,11 +386,17 @@ async def lock_patient(session: AsyncSession, *, patient_id: int) -> Patient | N
 
 
 async def patient_by_label(session: AsyncSession, *, label: str) -> Patient | None:
-    return await session.scalar(select(Patient).where(Patient.label == label))
+    """The patient with ``label``, courses loaded."""
+    return await session.scalar(
+        select(Patient).where(Patient.label == label).options(selectinload(Patient.courses))
+    )
 
 
 async def patient_by_chat(session: AsyncSession, *, chat_id: int) -> Patient | None:
-    return await session.scalar(select(Patient).where(Patient.chat_id == chat_id))
+    """The patient who consented in chat ``chat_id``, courses loaded."""
+    return await session.scalar(
+        select(Patient).where(Patient.chat_id == chat_id).options(selectinload(Patient.courses))
+    )
 
 
 async def add_course(

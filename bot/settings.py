@@ -1,0 +1,154 @@
+"""Settings from the environment (and an optional ``.env`` file), checked at start."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.i18n import available_locales
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///remindbot.db"
+TELEGRAM_API_BASE_URL = "https://api.telegram.org/bot"
+
+_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+", re.ASCII)
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
+_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,31}", re.ASCII)
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=False)
+
+    telegram_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN")
+    )
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL"))
+    telegram_api_base_url: str = Field(
+        TELEGRAM_API_BASE_URL, validation_alias=AliasChoices("TELEGRAM_API_BASE_URL")
+    )
+    admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("REMINDBOT_ADMIN_IDS")
+    )
+    default_locale: str = Field("en", validation_alias=AliasChoices("REMINDBOT_DEFAULT_LOCALE"))
+    webhook_url: str | None = Field(None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_URL"))
+    webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_SECRET")
+    )
+    late_window_hours: int = Field(
+        72, gt=0, le=24 * 14, validation_alias=AliasChoices("REMINDBOT_LATE_WINDOW_HOURS")
+    )
+    bot_username: str | None = Field(None, validation_alias=AliasChoices("REMINDBOT_BOT_USERNAME"))
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("expected the token from @BotFather, like 123456:ABC-DEF…")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _DRIVERS:
+            raise ValueError(
+                "expected sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
+            )
+        return f"{_DRIVERS[scheme]}://{rest}"
+
+    @field_validator("telegram_api_base_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _shipped_locale(cls, value: str) -> str:
+        if value not in available_locales():
+            raise ValueError(f"expected one of {', '.join(sorted(available_locales()))}")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("expected 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("bot_username")
+    @classmethod
+    def _username_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            value = value.removeprefix("@")
+            if not _USERNAME.fullmatch(value):
+                raise ValueError("expected the bot's username, like remindbot_clinic_bot")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> Settings:
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError(
+                "REMINDBOT_WEBHOOK_URL and REMINDBOT_WEBHOOK_SECRET must be set together"
+            )
+        return self
+
+    @property
+    def late_window(self) -> timedelta:
+        return timedelta(hours=self.late_window_hours)
+
+    def token(self) -> str:
+        """The bot token; raises SettingsError when it is not set."""
+        if self.telegram_bot_token is None:
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather in Telegram "
+                "and set TELEGRAM_BOT_TOKEN to the token it gives you."
+            )
+        return self.telegram_bot_token.get_secret_value()
+
+
+_VARIABLES = {
+    name: next(iter(field.validation_alias.choices))  # type: ignore[union-attr]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; a bad value raises SettingsError naming its variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        variable = _VARIABLES.get(field, field)
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{variable}: {message}" if variable else message) from None
