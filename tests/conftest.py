@@ -12,10 +12,28 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler.db import create_engine, migrate, session_factory
+from tests.fake_bot_api import fake_bot_api
+from tests.network_guard import NetworkGuard, network_guard
+
+# Fixtures imported to be requested by name; __all__ tells the linter they are used.
+__all__ = ["fake_bot_api", "network_guard"]
 
 POSTGRES_URL = os.environ.get("REMINDBOT_TEST_POSTGRES_URL")
 # CI sets this so that a missing PostgreSQL fails the run instead of skipping tests.
 REQUIRE_POSTGRES = os.environ.get("REMINDBOT_TEST_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(network_guard: NetworkGuard) -> NetworkGuard:
+    """Every test runs with the network guard on: only loopback (and the test database)."""
+    return network_guard
+
+
+@pytest.fixture(autouse=True)
+def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without it, constructing RetryAfter warns (PTBDeprecationWarning), which
+    # filterwarnings=error turns into the exception PTB raises instead of RetryAfter.
+    monkeypatch.setenv("PTB_TIMEDELTA", "1")
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -75,4 +93,3 @@ def sessions(db: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with sessions() as session:
         yield session
-

@@ -67,7 +67,12 @@ async def consent(sessions: Sessions, token: str, *, chat_id: int = 9001) -> Non
         invite = await store.find_invite(session, token=token, now=NOW)
         assert invite is not None
         await store.accept_consent(
-            session, invite=invite, chat_id=chat_id, version=1, text="consent", locale="de",
+            session,
+            invite=invite,
+            chat_id=chat_id,
+            version=1,
+            text="consent",
+            locale="de",
             now=NOW,
         )
 
@@ -150,8 +155,14 @@ async def test_add_course_replans_and_keeps_sent_rows(sessions: Sessions) -> Non
     later = datetime(2026, 12, 20, tzinfo=UTC)
     async with sessions.begin() as session:
         course = await store.add_course(
-            session, patient_id=pid, start=date(2027, 1, 4), days=None, allow_early=False,
-            actor="cli", now=later, late_window=WINDOW,
+            session,
+            patient_id=pid,
+            start=date(2027, 1, 4),
+            days=None,
+            allow_early=False,
+            actor="cli",
+            now=later,
+            late_window=WINDOW,
         )
         assert course is not None
         assert (course.number, course.days) == (2, 3)
@@ -177,9 +188,14 @@ async def test_add_course_replans_and_keeps_sent_rows(sessions: Sessions) -> Non
         # New course-bound items are queued for the consented patient.
         assert after["post_infusion_warning", "c2-d0"].ready_at is not None
         assert after["contraception_end", "c2"].local_date == date(2027, 5, 6)
-        assert await session.scalar(
-            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "course.add")
-        ) == 1
+        assert (
+            await session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "course.add")
+            )
+            == 1
+        )
 
 
 async def test_add_course_validates_before_changing_anything(sessions: Sessions) -> None:
@@ -187,8 +203,14 @@ async def test_add_course_validates_before_changing_anything(sessions: Sessions)
     with pytest.raises(CourseTooEarly):
         async with sessions.begin() as session:
             await store.add_course(
-                session, patient_id=enrolled.patient_id, start=date(2026, 11, 2), days=None,
-                allow_early=False, actor="cli", now=NOW, late_window=WINDOW,
+                session,
+                patient_id=enrolled.patient_id,
+                start=date(2026, 11, 2),
+                days=None,
+                allow_early=False,
+                actor="cli",
+                now=NOW,
+                late_window=WINDOW,
             )
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Course)) == 1
@@ -204,8 +226,13 @@ async def test_timezone_change_moves_unsent_only(sessions: Sessions) -> None:
         await mark_sent(session, (await reminders(session, pid))["labs_monthly", "m1"], NOW)
     async with sessions.begin() as session:
         await store.update_preferences(
-            session, patient_id=pid, timezone=ZoneInfo("America/New_York"), send_time=time(8),
-            actor="patient", now=NOW, late_window=WINDOW,
+            session,
+            patient_id=pid,
+            timezone=ZoneInfo("America/New_York"),
+            send_time=time(8),
+            actor="patient",
+            now=NOW,
+            late_window=WINDOW,
         )
     async with sessions() as session:
         rows = await reminders(session, pid)

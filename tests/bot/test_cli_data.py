@@ -1,0 +1,249 @@
+"""The database commands of ``remindbot``, on a SQLite file in a temporary directory."""
+
+import asyncio
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.cli import main
+from scheduler.db import create_engine
+from scheduler.models import AuditEvent, Course, Invite, Patient, Reminder, StaffUser
+
+ENROLL = [
+    "enroll",
+    "--label",
+    "MS-001",
+    "--locale",
+    "en",
+    "--timezone",
+    "Europe/Berlin",
+    "--course",
+    "2026-01-05",
+]
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'remindbot.db'}")
+    monkeypatch.setenv("REMINDBOT_BOT_USERNAME", "clinic_bot")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    return tmp_path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    assert isinstance(exited.value.code, int)
+    return exited.value.code, out, err
+
+
+def count(model: type, workdir: Path) -> int:
+    async def query() -> int:
+        engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'remindbot.db'}")
+        try:
+            async with engine.connect() as connection:
+                return int(
+                    (await connection.execute(select(func.count()).select_from(model))).scalar_one()
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(query())
+
+
+def test_migrate_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["migrate"], capsys)[0] == 0
+    code, out, _ = run(["migrate"], capsys)
+    assert code == 0
+    assert "is up to date" in out
+
+
+def test_enroll_prints_link_and_writes_qr(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    code, out, err = run([*ENROLL, "--cbp", "--coordinator", "501"], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith("Enrolled MS-001. Invite link (single use, valid until ")
+    link = lines[1]
+    assert link.startswith("https://t.me/clinic_bot?start=")
+    token = link.split("=", 1)[1]
+    assert 0 < len(token) <= 64
+    png = (workdir / "invite-MS-001.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert count(Patient, workdir) == 1
+    assert count(Reminder, workdir) > 80
+    assert count(AuditEvent, workdir) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--label", "Jane Doe"], "Jane Doe is not a valid label"),
+        (["--locale", "xx"], "xx is not an available language"),
+        (["--timezone", "Berlin"], "Berlin is not a known time zone"),
+        (["--course", "2026-13-01"], "2026-13-01 is not a valid date"),
+        (["--send-time", "23:00"], "outside 07:00–21:00"),
+    ],
+)
+def test_bad_enrolment_changes_nothing(
+    change: list[str], message: str, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    assert run(["migrate"], capsys)[0] == 0
+    args = list(ENROLL)
+    option = change[0]
+    if option in args and option != "--course":
+        args[args.index(option) + 1] = change[1]
+    else:
+        args += change
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert message in err
+    assert count(Patient, workdir) == 0
+    assert not list(workdir.glob("*.png"))
+
+
+def test_duplicate_label_refused(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    assert run(ENROLL, capsys)[0] == 0
+    code, _, err = run(ENROLL, capsys)
+    assert code == 2
+    assert "MS-001 is already in use" in err
+    assert count(Patient, workdir) == 1
+
+
+def test_enroll_needs_a_way_to_name_the_bot(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, workdir: Path
+) -> None:
+    monkeypatch.delenv("REMINDBOT_BOT_USERNAME")
+    code, _, err = run(ENROLL, capsys)
+    assert code == 2
+    assert "Set REMINDBOT_BOT_USERNAME or TELEGRAM_BOT_TOKEN" in err
+
+
+def test_bad_setting_names_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDBOT_LATE_WINDOW_HOURS", "soon")
+    code, out, err = run(["patients"], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("remindbot: REMINDBOT_LATE_WINDOW_HOURS: ")
+    assert err.count("\n") == 1
+
+
+GOOD_CSV = (
+    "label,locale,timezone,courses,cbp\n"
+    "P-1,en,Europe/Berlin,2026-01-05,yes\n"
+    "P-2,en,America/New_York,2026-02-02 2027-02-01,no\n"
+)
+
+
+def test_import_writes_invite_links(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    source = workdir / "patients.csv"
+    source.write_text(GOOD_CSV)
+    code, out, err = run(["import", str(source)], capsys)
+    assert (code, err) == (0, "")
+    assert "Imported 2 patients" in out
+    with (workdir / "patients-invites.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [row["label"] for row in rows] == ["P-1", "P-2"]
+    assert all(row["invite_link"].startswith("https://t.me/clinic_bot?start=") for row in rows)
+    assert count(Patient, workdir) == 2
+    assert count(Course, workdir) == 3
+    assert count(Invite, workdir) == 2
+
+
+BAD_CSV = GOOD_CSV + (
+    "P-3,en,Nowhere/Town,2026-01-05,no\n"  # line 4
+    "P-4,en,Europe/Berlin,2026-01-05,perhaps\n"  # line 5
+    "P-5,en,Europe/Berlin,,no\n"  # line 6
+)
+
+
+def test_import_with_bad_rows_imports_nothing(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    source = workdir / "patients.csv"
+    source.write_text(BAD_CSV)
+    code, out, err = run(["import", str(source)], capsys)
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith("line 4: Nowhere/Town is not a known time zone")
+    assert lines[1].startswith("line 5: cbp must be yes or no")
+    assert lines[2] == "line 6: courses is empty."
+    assert lines[3] == (
+        "remindbot: 3 invalid rows; nothing was imported. Fix them or use --skip-invalid."
+    )
+    assert count(Patient, workdir) == 0
+    assert not (workdir / "patients-invites.csv").exists()
+
+
+def test_import_skip_invalid(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    assert run(["enroll", *ENROLL[1:]], capsys)[0] == 0
+    source = workdir / "patients.csv"
+    source.write_text(BAD_CSV + "MS-001,en,UTC,2026-01-05,no\n")  # line 7: label taken
+    output = workdir / "links.csv"
+    code, out, err = run(["import", str(source), "--skip-invalid", "--output", str(output)], capsys)
+    assert code == 0
+    assert [line.split(":")[0] for line in err.splitlines()] == [
+        "line 4",
+        "line 5",
+        "line 6",
+        "line 7",
+    ]
+    assert "MS-001 is already in use" in err
+    assert "Imported 2 patients" in out
+    assert "Skipped 4 invalid rows." in out
+    assert count(Patient, workdir) == 3
+    assert len(output.read_text().splitlines()) == 3
+
+
+def test_import_refuses_to_overwrite_output(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    assert run(["migrate"], capsys)[0] == 0
+    source = workdir / "patients.csv"
+    source.write_text(GOOD_CSV)
+    (workdir / "patients-invites.csv").write_text("keep me")
+    code, _, err = run(["import", str(source)], capsys)
+    assert code == 2
+    assert "already exists" in err
+    assert (workdir / "patients-invites.csv").read_text() == "keep me"
+    assert count(Patient, workdir) == 0
+
+
+def test_patients_course_add_and_roles(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    assert run(ENROLL, capsys)[0] == 0
+    code, out, _ = run(["patients", "--format", "json"], capsys)
+    assert code == 0
+    [patient] = json.loads(out)
+    assert patient["label"] == "MS-001"
+    assert patient["status"] == "invited"
+    assert patient["next_due"].endswith(("+01:00", "+02:00"))
+
+    code, out, _ = run(["course", "add", "MS-001", "2027-01-04"], capsys)
+    assert code == 0
+    assert "Recorded course 2 for MS-001" in out
+    code, _, err = run(["course", "add", "MS-001", "2027-03-01"], capsys)
+    assert code == 2
+    assert "Add --allow-early-course to confirm." in err
+    code, _, err = run(["course", "add", "NOBODY", "2028-01-04"], capsys)
+    assert (code, err) == (2, "remindbot: No patient has the label NOBODY.\n")
+    assert count(Course, workdir) == 2
+
+    assert run(["grant", "42", "coordinator"], capsys)[0] == 0
+    assert count(StaffUser, workdir) == 1
+    assert run(["revoke", "42"], capsys)[0] == 0
+    code, _, err = run(["revoke", "42"], capsys)
+    assert code == 2
+    assert "has no staff role" in err
+    code, _, err = run(["grant", "42", "owner"], capsys)
+    assert code == 2
+    assert count(StaffUser, workdir) == 0
