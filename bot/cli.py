@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -21,8 +22,9 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 
+from bot.app import DatabaseNotMigrated, run_polling
 from bot.calendar import plan_calendar
 from bot.i18n import available_locales
 from bot.i18n import gettext as _
@@ -544,6 +546,33 @@ def revoke_command(user_id: int) -> None:
     click.echo(_("User %(user)d no longer has a staff role.") % {"user": user_id})
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # httpx logs every request URL, and Telegram's URLs contain the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@cli.command("run")
+def run_command() -> None:
+    """Run the bot with long polling (stop it with Ctrl+C or SIGTERM)."""
+    settings = _settings()
+    settings.token()
+    _configure_logging()
+    try:
+        run_polling(settings, SystemClock())
+    except InvalidToken:
+        raise click.UsageError(_("TELEGRAM_BOT_TOKEN was rejected by Telegram.")) from None
+    except DatabaseNotMigrated as error:
+        raise click.UsageError(str(error)) from None
+    except NetworkError as error:
+        raise click.ClickException(
+            _("Could not reach Telegram at %(url)s: %(error)s")
+            % {"url": settings.telegram_api_base_url, "error": error.message}
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: bad input ends with one line on stderr and exit code 2, no traceback."""
     try:
@@ -553,6 +582,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = USAGE_ERROR
     except ValidationError as error:
         click.echo(f"remindbot: {error.render(_)}", err=True)
+        code = USAGE_ERROR
+    except SettingsError as error:
+        click.echo(f"remindbot: {error}", err=True)
         code = USAGE_ERROR
     except click.Abort:
         code = 1

@@ -106,3 +106,18 @@ def translator(locale: str) -> Translator:
     except (ValueError, UnknownLocaleError):
         locale = SOURCE_LOCALE
     return Translator(locale, translations(locale))
+
+
+def negotiate(language_code: str | None, *, default: str) -> str:
+    """The shipped locale that best fits a Telegram ``language_code`` ("pt-br", "de-AT",
+    "pt"), or ``default`` when none fits."""
+    if not language_code:
+        return default
+    wanted = language_code.replace("-", "_")
+    shipped = sorted(available_locales())
+    match = Locale.negotiate([wanted], shipped, sep="_")
+    if match:
+        return str(match)
+    # A bare language ("pt") takes the shipped regional variant ("pt_BR").
+    language = wanted.split("_")[0].lower()
+    return next((code for code in shipped if code.split("_")[0].lower() == language), default)

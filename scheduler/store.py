@@ -789,3 +789,14 @@ def due_reminders(*, now: datetime, limit: int) -> Select[int]:
     return (
         select(Reminder.id).where(Reminder.ready_at <= now).order_by(Reminder.ready_at).limit(limit)
     )
+
+
+async def upcoming(session: AsyncSession, *, patient_id: int, limit: int) -> list[Reminder]:
+    """The patient's next unsent reminders, soonest first."""
+    rows = await session.scalars(
+        select(Reminder)
+        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
+        .order_by(Reminder.due_at, Reminder.id)
+        .limit(limit)
+    )
+    return list(rows)

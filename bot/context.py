@@ -1,0 +1,47 @@
+"""What every handler can reach: the database, the settings and the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.settings import Settings
+from scheduler.clock import Clock
+
+
+@dataclass
+class Services:
+    """Shared, long-lived objects, stored as the application's ``bot_data``."""
+
+    settings: Settings | None = None
+    sessions: async_sessionmaker[AsyncSession] | None = None
+    clock: Clock | None = None
+
+
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
+    """The callback context of remindbot's handlers, with typed access to the services."""
+
+    @property
+    def services(self) -> Services:
+        return self.bot_data
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        assert self.bot_data.sessions is not None
+        return self.bot_data.sessions
+
+    @property
+    def settings(self) -> Settings:
+        assert self.bot_data.settings is not None
+        return self.bot_data.settings
+
+    @property
+    def clock(self) -> Clock:
+        assert self.bot_data.clock is not None
+        return self.bot_data.clock
+
+
+RemindbotApp = Application[ExtBot[None], BotContext, dict[Any, Any], dict[Any, Any], Services, Any]

@@ -1,0 +1,1 @@
+"""Telegram handlers, one module per audience; each lists its handlers in ``handlers()``."""

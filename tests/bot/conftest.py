@@ -1,0 +1,140 @@
+"""The real bot Application, polling the fake Bot API server, on a SQLite file."""
+
+from __future__ import annotations
+
+import datetime as dtm
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.app import build_application, prepare_database
+from bot.context import RemindbotApp
+from bot.settings import Settings, load_settings
+from scheduler import store
+from scheduler.db import create_engine, session_factory
+from scheduler.models import Role
+from scheduler.validation import build_profile
+from tests.fake_bot_api import FakeBotApi, FakeUser, SentMessage
+
+TOKEN = "123456:TEST-token_abc"
+ADMIN = FakeUser(id=1001, first_name="Ada", language_code="en")
+
+
+@dataclass
+class TestClock:
+    """A clock the test moves by hand."""
+
+    current: datetime = datetime(2025, 12, 29, 8, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+@dataclass
+class Harness:
+    app: RemindbotApp
+    api: FakeBotApi
+    sessions: async_sessionmaker[AsyncSession]
+    clock: TestClock
+    settings: Settings
+    users: dict[int, FakeUser] = field(default_factory=dict)
+
+    async def say(self, user: FakeUser, text: str, *, replies: int = 1) -> list[SentMessage]:
+        """Send ``text`` as ``user`` and wait for the bot's ``replies`` answers."""
+        before = len(self.api.messages(user.id))
+        await self.api.send_text(user, text)
+        await self.api.wait_for_message(user.id, count=before + replies)
+        return self.api.messages(user.id)[before:]
+
+    async def press(
+        self, user: FakeUser, message: SentMessage, text: str, *, replies: int = 1
+    ) -> list[SentMessage]:
+        """Press the button labelled ``text`` and wait for ``replies`` new messages."""
+        before = len(self.api.messages(user.id))
+        press = await self.api.press_button(user, message, text=text)
+        await self.api.wait_for_answer(press)
+        if replies:
+            await self.api.wait_for_message(user.id, count=before + replies)
+        return self.api.messages(user.id)[before:]
+
+    async def enroll(
+        self,
+        label: str = "MS-001",
+        *,
+        locale: str = "en",
+        courses: list[tuple[date, int | None]] | None = None,
+        timezone: str = "Europe/Berlin",
+        cbp: bool = False,
+        coordinator_id: int | None = None,
+    ) -> store.Enrolled:
+        profile, _ = build_profile(
+            courses=courses or [(date(2026, 1, 5), None)], timezone=timezone, cbp=cbp
+        )
+        async with self.sessions.begin() as session:
+            [enrolled] = await store.enroll(
+                session,
+                enrolments=[store.Enrolment(label, locale, profile, coordinator_id)],
+                actor="test",
+                now=self.clock.now(),
+                late_window=self.settings.late_window,
+            )
+        return enrolled
+
+    async def grant(self, user: FakeUser, role: Role) -> None:
+        async with self.sessions.begin() as session:
+            await store.grant(
+                session, user_id=user.id, role=role, actor="test", now=self.clock.now()
+            )
+
+    async def consented(self, user: FakeUser, label: str = "MS-001", **kwargs: object) -> None:
+        """Enrol ``label`` and go through invite and consent as ``user``."""
+        enrolled = await self.enroll(label, **kwargs)  # type: ignore[arg-type]
+        [consent] = await self.say(user, f"/start {enrolled.invite_token}")
+        await self.press(user, consent, "I agree")
+
+
+@pytest.fixture
+def clock() -> TestClock:
+    return TestClock()
+
+
+@pytest.fixture
+async def bot_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def bot_settings(fake_bot_api: FakeBotApi, tmp_path: Path) -> Settings:
+    return load_settings(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_BASE_URL=fake_bot_api.base_url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        REMINDBOT_ADMIN_IDS=str(ADMIN.id),
+    )
+
+
+@pytest.fixture
+async def harness(
+    fake_bot_api: FakeBotApi, bot_settings: Settings, bot_engine: AsyncEngine, clock: TestClock
+) -> AsyncIterator[Harness]:
+    """The bot running with long polling against the fake server."""
+    await prepare_database(bot_engine, bot_settings, clock)
+    app = build_application(settings=bot_settings, engine=bot_engine, clock=clock)
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(timeout=dtm.timedelta(seconds=1), poll_interval=0)
+        try:
+            yield Harness(app, fake_bot_api, session_factory(bot_engine), clock, bot_settings)
+        finally:
+            await app.updater.stop()
+            await app.stop()
