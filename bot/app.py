@@ -9,14 +9,18 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.context import BotContext, RemindbotApp, Services
-from bot.handlers import coordinator, patient, staff
+from bot.handlers import coordinator, patient, reminders, staff
 from bot.handlers.errors import on_error
+from bot.sender import TelegramSender
 from bot.settings import Settings
 from scheduler import store
 from scheduler.clock import Clock
 from scheduler.db import create_engine, is_migrated, is_sqlite, migrate, session_factory
+from scheduler.dispatcher import Dispatcher, RateLimiter
+from scheduler.followups import sweep
 
 log = logging.getLogger(__name__)
+FOLLOW_UP_INTERVAL = 600  # seconds
 
 
 class DatabaseNotMigrated(RuntimeError):
@@ -26,25 +30,89 @@ class DatabaseNotMigrated(RuntimeError):
 
 def register_handlers(app: RemindbotApp) -> None:
     """Every command and button of the bot: each handler module lists its own."""
-    for module in (patient, coordinator, staff):
+    for module in (patient, reminders, coordinator, staff):
         app.add_handlers(module.handlers())
     app.add_error_handler(on_error)
 
 
-def build_application(*, settings: Settings, engine: AsyncEngine, clock: Clock) -> RemindbotApp:
-    """The bot, talking to ``settings.telegram_api_base_url`` and storing in ``engine``."""
+def build_application(
+    *, settings: Settings, engine: AsyncEngine, clock: Clock, timeout: float = 10.0
+) -> RemindbotApp:
+    """The bot, talking to ``settings.telegram_api_base_url`` and storing in ``engine``.
+
+    ``timeout`` bounds each Telegram request (seconds); a send that times out is retried.
+    """
     app: RemindbotApp = (
         ApplicationBuilder()
         .token(settings.token())
         .base_url(settings.telegram_api_base_url)
         .context_types(ContextTypes(context=BotContext, bot_data=Services))
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
         .build()
     )
+    sessions = session_factory(engine)
     app.bot_data.settings = settings
-    app.bot_data.sessions = session_factory(engine)
+    app.bot_data.sessions = sessions
     app.bot_data.clock = clock
+    app.bot_data.dispatcher = Dispatcher(
+        sessions=sessions,
+        sender=TelegramSender(
+            app.bot, alert_chat_id=settings.alert_chat_id, alert_locale=settings.default_locale
+        ),
+        clock=clock,
+        late_window=settings.late_window,
+        postgres=not is_sqlite(engine),
+        limiter=RateLimiter(per_second=settings.rate_limit or None),
+    )
     register_handlers(app)
+    assert app.job_queue is not None
+    # misfire_grace_time=None: a late tick still runs (PTB's default would drop it after
+    # one second); coalesce: missed ticks run once, not many times over.
+    app.job_queue.run_repeating(
+        dispatch,
+        interval=settings.tick_seconds,
+        first=0,
+        name="dispatcher",
+        job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    )
+    app.job_queue.run_repeating(
+        follow_up,
+        interval=FOLLOW_UP_INTERVAL,
+        first=FOLLOW_UP_INTERVAL,
+        name="follow-ups",
+        job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    )
     return app
+
+
+async def follow_up(context: BotContext) -> None:
+    """Nudges for unconfirmed tests and alerts for missed ones."""
+    sender = context.dispatcher.sender
+    assert isinstance(sender, TelegramSender)
+    report = await sweep(context.sessions, sender, now=context.clock.now())
+    if report.nudged or report.alerted or report.failed:
+        log.info(
+            "follow-ups: %d nudges, %d alerts, %d not delivered",
+            report.nudged,
+            report.alerted,
+            report.failed,
+        )
+
+
+async def dispatch(context: BotContext) -> None:
+    """The dispatcher tick: send what is due."""
+    report = await context.dispatcher.tick()
+    if report.claimed or report.expired:
+        log.info(
+            "dispatch: %d claimed, %d sent, %d retrying, %d failed, %d expired",
+            report.claimed,
+            report.sent,
+            report.retrying,
+            report.failed,
+            report.expired,
+        )
 
 
 async def prepare_database(engine: AsyncEngine, settings: Settings, clock: Clock) -> None:

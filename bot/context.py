@@ -10,6 +10,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.settings import Settings
 from scheduler.clock import Clock
+from scheduler.dispatcher import Dispatcher
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Services:
     settings: Settings | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
     clock: Clock | None = None
+    dispatcher: Dispatcher | None = None
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
@@ -42,6 +44,11 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], S
     def clock(self) -> Clock:
         assert self.bot_data.clock is not None
         return self.bot_data.clock
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self.bot_data.dispatcher is not None
+        return self.bot_data.dispatcher
 
 
 RemindbotApp = Application[ExtBot[None], BotContext, dict[Any, Any], dict[Any, Any], Services, Any]

@@ -436,3 +436,12 @@ def consent_text(tr: Translator) -> str:
             tr.gettext("Consent version %(version)d") % {"version": CONSENT_VERSION},
         ]
     )
+
+
+def snooze_limit_text(tr: Translator) -> str:
+    """When "Remind me tomorrow" was already used three times for a reminder."""
+    # TRANSLATORS: shown when the patient has postponed a test reminder 3 times already.
+    return tr.gettext(
+        "You have already postponed this reminder 3 times. Please have your tests soon and "
+        "then tap “%(done)s”."
+    ) % {"done": tr.gettext(DONE)}

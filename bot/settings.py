@@ -59,6 +59,17 @@ class Settings(BaseSettings):
         72, gt=0, le=24 * 14, validation_alias=AliasChoices("REMINDBOT_LATE_WINDOW_HOURS")
     )
     bot_username: str | None = Field(None, validation_alias=AliasChoices("REMINDBOT_BOT_USERNAME"))
+    alert_chat_id: int | None = Field(
+        None, validation_alias=AliasChoices("REMINDBOT_ALERT_CHAT_ID")
+    )
+    tick_seconds: float = Field(
+        5.0, ge=0.5, le=300, validation_alias=AliasChoices("REMINDBOT_TICK_SECONDS")
+    )
+    # Messages per second overall: Telegram's 30, more for a local Bot API server or paid
+    # broadcasts; 0 turns the limit off (one message per second per chat always applies).
+    rate_limit: float = Field(
+        30.0, ge=0, le=1000, validation_alias=AliasChoices("REMINDBOT_RATE_LIMIT")
+    )
 
     @field_validator("telegram_bot_token")
     @classmethod

@@ -184,6 +184,9 @@ class Reminder(Base):
     # a lease. NULL while it is not queued (patient not yet consented, paused, finished).
     ready_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Follow-ups already made for an unconfirmed test: 1 and 2 are the nudges after 3 and
+    # 7 days, 3 the coordinator alert after 10 days.
+    followups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
 
 

@@ -56,6 +56,7 @@ _INVITES = cast(Table, Invite.__table__)
 _AUDIT = cast(Table, AuditEvent.__table__)
 
 SKIPPED_BEFORE_ENROLMENT = "before enrolment"
+SNOOZE = "snooze"
 CANCELLED_REPLANNED = "no longer in the plan"
 CANCELLED_WITHDRAWN = "consent withdrawn"
 
@@ -300,20 +301,30 @@ async def enroll(
     return enrolled
 
 
-async def _append_events(
+async def append_events(
     session: AsyncSession,
     reminder_ids: Sequence[int],
-    *,
     status: str,
     now: datetime,
+    *,
     detail: str | None = None,
+    code: int | None = None,
+    message_id: int | None = None,
 ) -> None:
+    """Add the same entry to the delivery history of each reminder."""
     if reminder_ids:
         await session.execute(
-            insert(DeliveryEvent),
+            insert(_EVENTS),
             [
-                {"reminder_id": rid, "status": status, "at": now, "detail": detail}
-                for rid in reminder_ids
+                {
+                    "reminder_id": reminder_id,
+                    "status": status,
+                    "at": now,
+                    "detail": detail[:255] if detail else None,
+                    "error_code": code,
+                    "telegram_message_id": message_id,
+                }
+                for reminder_id in reminder_ids
             ],
         )
 
@@ -355,11 +366,11 @@ async def replan(
         reminder.status = ReminderStatus.CANCELLED
         reminder.ready_at = None
     await session.flush()
-    await _append_events(
+    await append_events(
         session,
         [r.id for r in dropped],
-        status=ReminderStatus.CANCELLED,
-        now=now,
+        ReminderStatus.CANCELLED,
+        now,
         detail=CANCELLED_REPLANNED,
     )
     skipped = skipped_when_planned(new_items, now=now, late_window=late_window)
@@ -640,8 +651,8 @@ async def withdraw(
             .where(Reminder.id.in_(pending))
             .values(status=ReminderStatus.CANCELLED, ready_at=None)
         )
-        await _append_events(
-            session, pending, status=ReminderStatus.CANCELLED, now=now, detail=CANCELLED_WITHDRAWN
+        await append_events(
+            session, pending, ReminderStatus.CANCELLED, now, detail=CANCELLED_WITHDRAWN
         )
     if patient.status != PatientStatus.WITHDRAWN:
         patient.status = PatientStatus.WITHDRAWN
@@ -800,3 +811,18 @@ async def upcoming(session: AsyncSession, *, patient_id: int, limit: int) -> lis
         .limit(limit)
     )
     return list(rows)
+
+
+async def snooze_counts(session: AsyncSession, *, reminder_ids: Sequence[int]) -> dict[int, int]:
+    """How often each reminder was postponed with "Remind me tomorrow"."""
+    if not reminder_ids:
+        return {}
+    rows = await session.execute(
+        select(Acknowledgement.reminder_id, func.count())
+        .where(
+            Acknowledgement.reminder_id.in_(reminder_ids),
+            Acknowledgement.action == SNOOZE,
+        )
+        .group_by(Acknowledgement.reminder_id)
+    )
+    return {reminder_id: count for reminder_id, count in rows.all()}

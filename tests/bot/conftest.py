@@ -16,11 +16,14 @@ from bot.context import RemindbotApp
 from bot.settings import Settings, load_settings
 from scheduler import store
 from scheduler.db import create_engine, session_factory
+from scheduler.dispatcher import TickReport
 from scheduler.models import Role
 from scheduler.validation import build_profile
 from tests.fake_bot_api import FakeBotApi, FakeUser, SentMessage
 
 TOKEN = "123456:TEST-token_abc"
+# Short, so that a test of a Telegram timeout waits only this long.
+REQUEST_TIMEOUT = 1.0
 ADMIN = FakeUser(id=1001, first_name="Ada", language_code="en")
 
 
@@ -87,6 +90,11 @@ class Harness:
             )
         return enrolled
 
+    async def tick(self) -> TickReport:
+        """One dispatcher tick at the harness clock's time."""
+        assert self.app.bot_data.dispatcher is not None
+        return await self.app.bot_data.dispatcher.tick()
+
     async def grant(self, user: FakeUser, role: Role) -> None:
         async with self.sessions.begin() as session:
             await store.grant(
@@ -128,11 +136,20 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     """The bot running with long polling against the fake server."""
     await prepare_database(bot_engine, bot_settings, clock)
-    app = build_application(settings=bot_settings, engine=bot_engine, clock=clock)
+    app = build_application(
+        settings=bot_settings, engine=bot_engine, clock=clock, timeout=REQUEST_TIMEOUT
+    )
     async with app:
         await app.start()
         assert app.updater is not None
         await app.updater.start_polling(timeout=dtm.timedelta(seconds=1), poll_interval=0)
+        assert app.job_queue is not None
+        # Tests run the dispatcher themselves (harness.tick), at the times they choose.
+        for name in ("dispatcher", "follow-ups"):
+            for job in app.job_queue.get_jobs_by_name(name):
+                job.enabled = False
+        assert app.bot_data.dispatcher is not None
+        app.bot_data.dispatcher.limiter = None  # tests of the limits set their own
         try:
             yield Harness(app, fake_bot_api, session_factory(bot_engine), clock, bot_settings)
         finally:

@@ -1,0 +1,95 @@
+"""The buttons under reminder messages: Done, Remind me tomorrow, I have symptoms, I'm OK."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from telegram import Update
+from telegram.ext import CallbackQueryHandler
+
+from bot import messages
+from bot.context import BotContext
+from bot.handlers.common import Handlers, reply, user_translator
+from bot.i18n import translator
+from bot.sender import CALLBACK_PREFIX
+from scheduler import store
+from scheduler.dispatcher import Alert, AlertKind
+from scheduler.followups import Action, Answer, acknowledge
+from scheduler.protocol import Kind
+
+log = logging.getLogger(__name__)
+
+_DATA = re.compile(rf"{CALLBACK_PREFIX}:(\d{{1,18}}):(\d):(done|ok|snooze|symptoms)", re.ASCII)
+
+
+async def reminder_button(update: Update, context: BotContext) -> None:
+    """Record the patient's answer to a reminder, once, after checking the reminder is theirs."""
+    query = update.callback_query
+    user = update.effective_user
+    if query is None or user is None or query.data is None:
+        return
+    match = _DATA.fullmatch(query.data)
+    chat = update.effective_chat
+    now = context.clock.now()
+    if match is None or chat is None or chat.id != user.id:
+        answered = None
+    else:
+        async with context.sessions.begin() as session:
+            answered = await acknowledge(
+                session,
+                reminder_id=int(match[1]),
+                chat_id=user.id,
+                action=Action(match[3]),
+                snoozes_seen=int(match[2]),
+                now=now,
+            )
+            if answered.answer is Answer.NOT_YOURS:
+                store.audit(
+                    session,
+                    actor=f"user:{user.id}",
+                    action="callback.refused",
+                    target=f"reminder:{match[1]}",
+                    now=now,
+                )
+    if answered is None or answered.answer is Answer.NOT_YOURS or answered.patient is None:
+        tr = user_translator(user, context)
+        await query.answer(tr.gettext("This button is not available."), show_alert=True)
+        return
+    tr = translator(answered.patient.locale)
+    await query.answer()
+    action = Action(match[3]) if match else None
+    if answered.answer is Answer.ALREADY:
+        await reply(update, messages.already_recorded_text(tr))
+        return
+    if answered.answer is Answer.SNOOZE_LIMIT:
+        await reply(update, messages.snooze_limit_text(tr))
+        return
+    if action is Action.SYMPTOMS:
+        await reply(update, messages.symptoms_text(tr))
+        reminder = answered.reminder
+        assert reminder is not None
+        delivered = await context.dispatcher.sender.alert(
+            Alert(
+                AlertKind.SYMPTOMS,
+                answered.patient.id,
+                answered.patient.label,
+                answered.patient.coordinator_id,
+                Kind(reminder.kind),
+                reminder.local_date,
+            )
+        )
+        if not delivered:
+            log.error("symptoms alert for patient %d reached nobody", answered.patient.id)
+        return
+    if query.message is not None:
+        await query.edit_message_reply_markup(reply_markup=None)
+    if action is Action.SNOOZE:
+        await reply(update, messages.snoozed_text(tr))
+    else:
+        await reply(update, messages.acknowledged_text(tr))
+
+
+def handlers() -> Handlers:
+    """The buttons of reminder messages."""
+    return [CallbackQueryHandler(reminder_button, pattern=rf"^{CALLBACK_PREFIX}:")]

@@ -1,0 +1,162 @@
+"""The dispatcher's Sender on Telegram: renders reminders and maps errors to outcomes."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Final
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from bot import messages
+from bot.i18n import Translator, translator
+from bot.texts import KIND_TITLES
+from scheduler.dispatcher import Alert, AlertKind, Delivery, Outcome, Result
+from scheduler.errors import N_
+from scheduler.followups import MAX_SNOOZES, Nudge
+from scheduler.protocol import TEST_KINDS, Kind
+
+log = logging.getLogger(__name__)
+
+# Button actions in callback data "r:<reminder id>:<snoozes so far>:<action>".
+DONE, SNOOZE, SYMPTOMS, OK = "done", "snooze", "symptoms", "ok"
+CALLBACK_PREFIX: Final = "r"
+
+_ALERTS: Final = {
+    # TRANSLATORS: alert to the care coordinator. %(label)s is the patient's pseudonym,
+    # %(title)s the reminder, %(date)s its date.
+    AlertKind.SYMPTOMS: N_(
+        "Patient %(label)s reported symptoms (reminder: %(title)s, %(date)s). "
+        "Please contact them today."
+    ),
+    # TRANSLATORS: alert to the care coordinator after 10 days without "Done".
+    AlertKind.MISSED_TEST: N_("Patient %(label)s has not confirmed the tests due on %(date)s."),
+    AlertKind.UNREACHABLE: N_(
+        "Patient %(label)s cannot be reached: they blocked the bot or deleted their Telegram "
+        "account. Their reminders are paused until they send /start again."
+    ),
+    AlertKind.DELIVERY_FAILED: N_(
+        "A reminder for patient %(label)s (%(title)s, %(date)s) could not be delivered. "
+        "See /deliveries %(label)s."
+    ),
+    AlertKind.COURSE_DUE: N_(
+        "Patient %(label)s: the next treatment course is due around %(date)s."
+    ),
+    AlertKind.WITHDRAWN: N_("Patient %(label)s stopped the reminders (withdrew consent)."),
+}
+
+
+def callback_data(reminder_id: int, snoozes: int, action: str) -> str:
+    return f"{CALLBACK_PREFIX}:{reminder_id}:{snoozes}:{action}"
+
+
+def reminder_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarkup | None:
+    """Done / Remind me tomorrow / I have symptoms under test reminders; I'm OK / I have
+    symptoms under the post-infusion warning; nothing under the others."""
+    kinds = {part.kind for part in delivery.parts}
+    first = delivery.parts[0].reminder_id
+
+    def button(label: str, action: str) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            tr.gettext(label), callback_data=callback_data(first, delivery.snoozes, action)
+        )
+
+    if kinds & TEST_KINDS:
+        rows = [[button(messages.DONE, DONE)]]
+        if delivery.snoozes < MAX_SNOOZES:
+            rows[0].append(button(messages.SNOOZE, SNOOZE))
+        rows.append([button(messages.SYMPTOMS, SYMPTOMS)])
+        return InlineKeyboardMarkup(rows)
+    if Kind.POST_INFUSION_WARNING in kinds:
+        return InlineKeyboardMarkup(
+            [[button(messages.IM_OK, OK), button(messages.SYMPTOMS, SYMPTOMS)]]
+        )
+    return None
+
+
+def alert_text(alert: Alert, tr: Translator) -> str:
+    # TRANSLATORS: stands for a patient whose data was erased at their request.
+    label = alert.label or tr.gettext("(erased)")
+    day = alert.about if alert.kind is AlertKind.COURSE_DUE and alert.about else alert.day
+    return tr.gettext(_ALERTS[alert.kind]) % {
+        "label": label,
+        "title": tr.gettext(KIND_TITLES[alert.reminder_kind]) if alert.reminder_kind else "",
+        "date": tr.date(day) if day else "",
+    }
+
+
+class TelegramSender:
+    """Sends reminders and coordinator alerts with a PTB ``Bot``."""
+
+    def __init__(self, bot: Bot, *, alert_chat_id: int | None, alert_locale: str) -> None:
+        self.bot = bot
+        self.alert_chat_id = alert_chat_id
+        self.alert_locale = alert_locale
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        tr = translator(delivery.locale)
+        text = messages.bundle_text(
+            [(part.kind, part.about) for part in delivery.parts], cbp=delivery.cbp, tr=tr
+        )
+        return await self._send(delivery.chat_id, text, reminder_keyboard(delivery, tr))
+
+    async def _send(
+        self, chat_id: int, text: str, keyboard: InlineKeyboardMarkup | None
+    ) -> Outcome:
+        """Send, and turn Telegram's answer into an outcome (most specific error first)."""
+        try:
+            message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)
+        except RetryAfter as error:
+            wait = error.retry_after
+            retry_after = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)
+            return Outcome(
+                Result.RATE_LIMITED,
+                error_code=429,
+                description=error.message,
+                retry_after=retry_after,
+            )
+        except Forbidden as error:
+            return Outcome(Result.BLOCKED, error_code=403, description=error.message)
+        except BadRequest as error:
+            return Outcome(Result.REJECTED, error_code=400, description=error.message)
+        except TimedOut:
+            return Outcome(Result.TRANSIENT, description="timed out")
+        except NetworkError as error:
+            return Outcome(Result.TRANSIENT, description=error.message)
+        except TelegramError as error:
+            return Outcome(Result.REJECTED, description=error.message)
+        return Outcome.sent(message.message_id)
+
+    async def nudge(self, nudge: Nudge) -> Outcome:
+        tr = translator(nudge.locale)
+        text = messages.nudge_text(nudge.kind, nudge.due_day, nudge.days_overdue, tr)
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(
+                        tr.gettext(messages.DONE),
+                        callback_data=callback_data(nudge.reminder_id, 0, DONE),
+                    ),
+                    InlineKeyboardButton(
+                        tr.gettext(messages.SYMPTOMS),
+                        callback_data=callback_data(nudge.reminder_id, 0, SYMPTOMS),
+                    ),
+                ]
+            ]
+        )
+        return await self._send(nudge.chat_id, text, keyboard)
+
+    async def alert(self, alert: Alert) -> bool:
+        text = alert_text(alert, translator(self.alert_locale))
+        delivered = False
+        for chat_id in {alert.coordinator_id, self.alert_chat_id} - {None}:
+            assert chat_id is not None
+            try:
+                await self.bot.send_message(chat_id, text)
+                delivered = True
+            except TelegramError as error:
+                log.warning(
+                    "alert %s not delivered to a recipient: %s", alert.kind, type(error).__name__
+                )
+        return delivered

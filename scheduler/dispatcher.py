@@ -1,0 +1,546 @@
+"""The dispatcher: claims due reminders from the outbox, hands them to a Sender, and
+records what happened, so that every reminder is sent or visibly not sent.
+
+One ``tick`` claims a batch in one short transaction (PostgreSQL: ``FOR UPDATE SKIP
+LOCKED``, so several processes never take the same row; SQLite: one writer at a time),
+marks it ``sending`` with a lease, sends outside any transaction and records each outcome.
+A claim is identified by the reminder's ``attempts`` counter: a process whose lease ran
+out and whose rows were claimed again by another process can no longer change them.
+A crash after Telegram accepted a message but before ``sent`` was recorded leaves the
+lease to expire and the reminder is sent again: at most one duplicate, never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler import store
+from scheduler.clock import Clock
+from scheduler.db import reading
+from scheduler.models import Patient, PatientStatus, Reminder, ReminderStatus
+from scheduler.policies import is_too_late
+from scheduler.protocol import Kind
+
+log = logging.getLogger(__name__)
+
+SENDING, SENT, RETRYING, FAILED, EXPIRED, PLANNED = (
+    ReminderStatus.SENDING,
+    ReminderStatus.SENT,
+    ReminderStatus.RETRYING,
+    ReminderStatus.FAILED,
+    ReminderStatus.EXPIRED,
+    ReminderStatus.PLANNED,
+)
+
+
+# --- what the dispatcher hands to the Telegram side, and what it gets back -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One reminder inside a message."""
+
+    reminder_id: int
+    kind: Kind
+    about: date | None
+    local_date: date
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One Telegram message: a patient's reminders due at the same instant."""
+
+    patient_id: int
+    chat_id: int
+    locale: str
+    cbp: bool
+    due_at: datetime
+    parts: tuple[Part, ...]
+    snoozes: int = 0  # how often the patient has already postponed these reminders
+
+
+class Result(StrEnum):
+    SENT = "sent"
+    RATE_LIMITED = "rate_limited"  # 429: wait retry_after, then try again
+    TRANSIENT = "transient"  # network error, timeout, 5xx: back off and retry
+    BLOCKED = "blocked"  # 403: the patient blocked the bot or deleted the account
+    REJECTED = "rejected"  # any other 4xx: permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Result
+    message_id: int | None = None
+    error_code: int | None = None
+    description: str | None = None
+    retry_after: timedelta | None = None
+
+    @classmethod
+    def sent(cls, message_id: int) -> Outcome:
+        return cls(Result.SENT, message_id=message_id)
+
+
+class AlertKind(StrEnum):
+    SYMPTOMS = "symptoms"
+    MISSED_TEST = "missed_test"
+    UNREACHABLE = "unreachable"
+    DELIVERY_FAILED = "delivery_failed"
+    COURSE_DUE = "course_due"
+    WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something a coordinator must know about a patient."""
+
+    kind: AlertKind
+    patient_id: int
+    label: str | None
+    coordinator_id: int | None
+    reminder_kind: Kind | None = None
+    day: date | None = None
+    about: date | None = None
+
+
+class Sender(Protocol):
+    """The Telegram side, as the dispatcher sees it."""
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        """Send one reminder message; never raises for Telegram errors."""
+        ...
+
+    async def alert(self, alert: Alert) -> bool:
+        """Tell the coordinator (and the alert chat, if any); False if nobody got it."""
+        ...
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Spaces sends: at most ``per_second`` overall and one per ``chat_interval`` per chat.
+
+    Telegram allows about 30 messages per second overall and one per second in a private
+    chat; PTB's AIORateLimiter does not enforce the second for private chats.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_second: float | None,
+        chat_interval: float | None = 1.0,
+        margin: float = 0.97,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self._spacing = 1 / (per_second * margin) if per_second else 0.0
+        self._chat_spacing = chat_interval / margin if chat_interval else 0.0
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next_slot = 0.0
+        self._chat_free: dict[int, float] = {}
+
+    async def acquire(self, chat_id: int) -> None:
+        """Wait until a message to ``chat_id`` may go out, and take that slot."""
+        now = self._monotonic()
+        if self._chat_spacing:
+            free = max(now, self._chat_free.get(chat_id, 0.0))
+            self._chat_free[chat_id] = free + self._chat_spacing
+            if len(self._chat_free) > 10_000:
+                self._chat_free = {c: t for c, t in self._chat_free.items() if t > now}
+            if free > now:
+                await self._sleep(free - now)
+                now = self._monotonic()
+        if self._spacing:
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._spacing
+            if slot > now:
+                await self._sleep(slot - now)
+
+
+# --- the dispatcher ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    attempts: int
+    patient_id: int
+    kind: Kind
+    about: date | None
+    local_date: date
+    due_at: datetime
+    intended: datetime  # when it was meant to go out: due, snooze or retry time
+
+
+@dataclass
+class TickReport:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    expired: int = 0
+    released: int = 0
+    deliveries: int = 0
+    by_result: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Dispatcher:
+    sessions: async_sessionmaker[AsyncSession]
+    sender: Sender
+    clock: Clock
+    late_window: timedelta
+    postgres: bool = False
+    batch_size: int = 200
+    concurrency: int = 32
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 5
+    first_backoff: timedelta = timedelta(seconds=30)
+    max_backoff: timedelta = timedelta(hours=1)
+    limiter: RateLimiter | None = None
+    paused_until: datetime | None = None
+    _stopping: bool = False
+
+    def stop(self) -> None:
+        """Finish the message being sent, release the rest of the batch, claim no more."""
+        self._stopping = True
+
+    def backoff(self, attempts: int) -> timedelta:
+        delay: timedelta = self.first_backoff * 2 ** max(attempts - 1, 0)
+        return min(delay, self.max_backoff)
+
+    async def tick(self) -> TickReport:
+        """Claim what is due and send it."""
+        report = TickReport()
+        now = self.clock.now()
+        if self._stopping or (self.paused_until and now < self.paused_until):
+            return report
+        claimed = await self._claim(now, report)
+        if not claimed:
+            return report
+        deliveries = await self._deliveries(claimed)
+        report.deliveries = len(deliveries)
+        for start in range(0, len(deliveries), self.concurrency):
+            chunk = deliveries[start : start + self.concurrency]
+            if self._stopping or self._paused():
+                await self._release(deliveries[start:], report)
+                break
+            outcomes = await asyncio.gather(*(self._send(d, items) for d, items in chunk))
+            await self._record(list(zip(chunk, outcomes, strict=True)), report)
+        return report
+
+    def _paused(self) -> bool:
+        return self.paused_until is not None and self.clock.now() < self.paused_until
+
+    async def _claim(self, now: datetime, report: TickReport) -> list[_Claimed]:
+        async with self.sessions.begin() as session:
+            due = store.due_reminders(now=now, limit=self.batch_size).add_columns(
+                Reminder.patient_id, Reminder.ready_at
+            )
+            if self.postgres:
+                due = due.with_for_update(skip_locked=True)
+            first = (await session.execute(due)).all()
+            if not first:
+                return []
+            # Reminders bundled with a claimed one (same patient, same instant) come along,
+            # so a batch boundary never splits a message.
+            groups = {(patient_id, ready_at) for _, patient_id, ready_at in first}
+            taken = [row[0] for row in first]
+            siblings = select(Reminder.id).where(
+                Reminder.ready_at <= now,
+                tuple_(Reminder.patient_id, Reminder.ready_at).in_(list(groups)),
+                Reminder.id.not_in(taken),
+            )
+            if self.postgres:
+                siblings = siblings.with_for_update(skip_locked=True)
+            ids = taken + list(await session.scalars(siblings))
+            rows = (
+                await session.execute(
+                    select(
+                        Reminder.id,
+                        Reminder.attempts,
+                        Reminder.patient_id,
+                        Reminder.kind,
+                        Reminder.about,
+                        Reminder.local_date,
+                        Reminder.due_at,
+                        Reminder.ready_at,
+                        Reminder.status,
+                    ).where(Reminder.id.in_(ids))
+                )
+            ).all()
+            late = [
+                row
+                for row in rows
+                if is_too_late(row.ready_at, now=now, late_window=self.late_window)
+            ]
+            fresh = [row for row in rows if row not in late]
+            if late:
+                await session.execute(
+                    update(Reminder)
+                    .where(Reminder.id.in_([row.id for row in late]))
+                    .values(status=EXPIRED, ready_at=None)
+                )
+                hours = int(self.late_window.total_seconds() // 3600)
+                await store.append_events(
+                    session,
+                    [row.id for row in late],
+                    EXPIRED,
+                    now,
+                    detail=f"more than {hours} h late, not sent",
+                )
+                report.expired += len(late)
+            if fresh:
+                await session.execute(
+                    update(Reminder)
+                    .where(Reminder.id.in_([row.id for row in fresh]))
+                    .values(
+                        status=SENDING, ready_at=now + self.lease, attempts=Reminder.attempts + 1
+                    )
+                )
+                relaunched = [row.id for row in fresh if row.status == SENDING]
+                await store.append_events(
+                    session, [r.id for r in fresh if r.status != SENDING], SENDING, now
+                )
+                await store.append_events(
+                    session, relaunched, SENDING, now, detail="lease expired, sending again"
+                )
+        report.claimed = len(fresh)
+        return [
+            _Claimed(
+                row.id,
+                row.attempts + 1,
+                row.patient_id,
+                Kind(row.kind),
+                row.about,
+                row.local_date,
+                row.due_at,
+                row.ready_at,
+            )
+            for row in fresh
+        ]
+
+    async def _deliveries(
+        self, claimed: Sequence[_Claimed]
+    ) -> list[tuple[Delivery, list[_Claimed]]]:
+        by_message: dict[tuple[int, datetime], list[_Claimed]] = defaultdict(list)
+        for item in claimed:
+            by_message[item.patient_id, item.intended].append(item)
+        async with reading(self.sessions) as session:
+            patients = {
+                p.id: p
+                for p in await session.scalars(
+                    select(Patient).where(Patient.id.in_({c.patient_id for c in claimed}))
+                )
+            }
+            snoozes = await store.snooze_counts(session, reminder_ids=[c.id for c in claimed])
+        deliveries = []
+        for (patient_id, _), items in sorted(by_message.items(), key=lambda kv: kv[0][1]):
+            patient = patients[patient_id]
+            delivery = Delivery(
+                patient_id=patient_id,
+                chat_id=patient.chat_id or 0,
+                locale=patient.locale,
+                cbp=patient.cbp,
+                due_at=items[0].due_at,
+                parts=tuple(Part(i.id, i.kind, i.about, i.local_date) for i in items),
+                snoozes=max(snoozes.get(i.id, 0) for i in items),
+            )
+            deliveries.append((delivery, items))
+        return deliveries
+
+    async def _still_ours(self, items: Sequence[_Claimed]) -> bool:
+        """Right before sending: still claimed by us and the patient still active?"""
+        async with reading(self.sessions) as session:
+            rows = (
+                await session.execute(
+                    select(Reminder.id)
+                    .join(Patient, Patient.id == Reminder.patient_id)
+                    .where(
+                        or_(
+                            *(
+                                and_(Reminder.id == i.id, Reminder.attempts == i.attempts)
+                                for i in items
+                            )
+                        ),
+                        Reminder.status == SENDING,
+                        Patient.status == PatientStatus.ACTIVE,
+                        Patient.chat_id.is_not(None),
+                    )
+                )
+            ).all()
+        return len(rows) == len(items)
+
+    async def _send(self, delivery: Delivery, items: Sequence[_Claimed]) -> Outcome | None:
+        """Send one message. None: not sent, because the patient withdrew or was paused
+        meanwhile, or another process took the reminders over."""
+        if self.limiter is not None:
+            await self.limiter.acquire(delivery.chat_id)
+        if self._paused():
+            return Outcome(Result.RATE_LIMITED)
+        if not await self._still_ours(items):
+            return None
+        return await self.sender.send(delivery)
+
+    async def _release(
+        self, rest: Sequence[tuple[Delivery, list[_Claimed]]], report: TickReport
+    ) -> None:
+        """Give claimed but unsent reminders back to the queue (shutdown, or a 429)."""
+        ids = [(i.id, i.attempts) for _, items in rest for i in items]
+        if not ids:
+            return
+        when = self.paused_until or self.clock.now()
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(Reminder)
+                .where(
+                    or_(*(and_(Reminder.id == i, Reminder.attempts == a) for i, a in ids)),
+                    Reminder.status == SENDING,
+                )
+                .values(status=RETRYING, ready_at=when, attempts=Reminder.attempts - 1)
+            )
+            await store.append_events(
+                session,
+                [i for i, _ in ids],
+                RETRYING,
+                self.clock.now(),
+                detail="released before sending",
+            )
+        report.released += len(ids)
+
+    async def _record(
+        self,
+        results: list[tuple[tuple[Delivery, list[_Claimed]], Outcome | None]],
+        report: TickReport,
+    ) -> None:
+        now = self.clock.now()
+        alerts: list[Alert] = []
+        async with self.sessions.begin() as session:
+            for (delivery, items), outcome in results:
+                await self._record_one(session, delivery, items, outcome, now, report, alerts)
+        for alert in alerts:
+            if not await self.sender.alert(alert):
+                log.warning("alert %s for patient %d reached nobody", alert.kind, alert.patient_id)
+
+    async def _record_one(
+        self,
+        session: AsyncSession,
+        delivery: Delivery,
+        items: list[_Claimed],
+        outcome: Outcome | None,
+        now: datetime,
+        report: TickReport,
+        alerts: list[Alert],
+    ) -> None:
+        ids = [i.id for i in items]
+        ours = or_(*(and_(Reminder.id == i.id, Reminder.attempts == i.attempts) for i in items))
+        if outcome is None:
+            # Withdrawn (already cancelled), re-claimed by another process (not ours any
+            # more) or paused: only the last still needs to leave the queue.
+            paused = await session.scalars(
+                update(Reminder)
+                .where(ours, Reminder.status == SENDING)
+                .values(status=PLANNED, ready_at=None, attempts=Reminder.attempts - 1)
+                .returning(Reminder.id)
+            )
+            await store.append_events(
+                session, list(paused), PLANNED, now, detail="not sent: the patient is not active"
+            )
+            return
+        report.by_result[outcome.result] = report.by_result.get(outcome.result, 0) + 1
+        if outcome.result is Result.SENT:
+            await session.execute(
+                update(Reminder)
+                .where(ours, Reminder.status == SENDING)
+                .values(status=SENT, ready_at=None)
+            )
+            await store.append_events(session, ids, SENT, now, message_id=outcome.message_id)
+            report.sent += len(ids)
+            if any(i.kind is Kind.COURSE_DUE for i in items):
+                alerts.append(await _alert(session, AlertKind.COURSE_DUE, delivery, items))
+            return
+        if outcome.result is Result.RATE_LIMITED:
+            wait = outcome.retry_after or timedelta(seconds=1)
+            if outcome.retry_after is not None:
+                self.paused_until = max(self.paused_until or now, now + wait)
+            await session.execute(
+                update(Reminder)
+                .where(ours, Reminder.status == SENDING)
+                .values(
+                    status=RETRYING,
+                    ready_at=self.paused_until or now + wait,
+                    attempts=Reminder.attempts - 1,
+                )
+            )
+            await store.append_events(
+                session,
+                ids,
+                RETRYING,
+                now,
+                code=outcome.error_code,
+                detail=outcome.description or "paused for Telegram's rate limit",
+            )
+            report.retrying += len(ids)
+            return
+        attempts = max(i.attempts for i in items)
+        if outcome.result is Result.TRANSIENT and attempts < self.max_attempts:
+            await session.execute(
+                update(Reminder)
+                .where(ours, Reminder.status == SENDING)
+                .values(status=RETRYING, ready_at=now + self.backoff(attempts))
+            )
+            await store.append_events(
+                session, ids, RETRYING, now, code=outcome.error_code, detail=outcome.description
+            )
+            report.retrying += len(ids)
+            return
+        detail = outcome.description or ""
+        if outcome.result is Result.TRANSIENT:
+            detail = f"gave up after {attempts} attempts: {detail}"
+        await session.execute(
+            update(Reminder)
+            .where(ours, Reminder.status == SENDING)
+            .values(status=FAILED, ready_at=None)
+        )
+        await store.append_events(session, ids, FAILED, now, code=outcome.error_code, detail=detail)
+        report.failed += len(ids)
+        if outcome.result is Result.BLOCKED:
+            await store.pause(
+                session,
+                patient_id=delivery.patient_id,
+                actor="dispatcher",
+                now=now,
+                status=PatientStatus.UNREACHABLE,
+            )
+            alerts.append(await _alert(session, AlertKind.UNREACHABLE, delivery, items))
+        else:
+            alerts.append(await _alert(session, AlertKind.DELIVERY_FAILED, delivery, items))
+
+
+async def _alert(
+    session: AsyncSession, kind: AlertKind, delivery: Delivery, items: list[_Claimed]
+) -> Alert:
+    patient = await session.get(Patient, delivery.patient_id)
+    assert patient is not None
+    first = items[0]
+    return Alert(
+        kind,
+        patient.id,
+        patient.label,
+        patient.coordinator_id,
+        first.kind,
+        first.local_date,
+        first.about,
+    )

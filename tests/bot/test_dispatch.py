@@ -1,0 +1,288 @@
+"""Reminders from the outbox to the patient's chat, through the fake Bot API server.
+
+The clock is the harness's: the test moves it and runs the dispatcher tick itself.
+"""
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.texts import KIND_TITLES
+from scheduler import store
+from scheduler.dispatcher import Delivery, Outcome, RateLimiter
+from scheduler.models import DeliveryEvent, Patient, PatientStatus, Reminder
+from scheduler.planner import plan
+from scheduler.validation import build_profile
+from tests.bot.conftest import Harness
+from tests.fake_bot_api import FakeUser, Fault
+
+ANNA = FakeUser(id=4242, first_name="Anna", language_code="en")
+COORDINATOR = FakeUser(id=5151, first_name="Cora", language_code="en")
+START = datetime(2025, 12, 29, 7, tzinfo=UTC)  # an hour before the first reminder
+
+
+async def history(harness: Harness, kind: str, occurrence: str) -> list[tuple[object, ...]]:
+    async with harness.sessions() as session:
+        reminder = await session.scalar(
+            select(Reminder).where(Reminder.kind == kind, Reminder.occurrence == occurrence)
+        )
+        assert reminder is not None
+        rows = await session.execute(
+            select(DeliveryEvent.status, DeliveryEvent.error_code, DeliveryEvent.detail)
+            .where(DeliveryEvent.reminder_id == reminder.id)
+            .order_by(DeliveryEvent.id)
+        )
+        return [tuple(row) for row in rows.all()]
+
+
+def sends(harness: Harness, chat_id: int) -> int:
+    return len(harness.api.calls_to("sendMessage", chat_id=chat_id))
+
+
+async def consent_anna(harness: Harness, *, cbp: bool = False) -> None:
+    harness.clock.current = START
+    await harness.consented(ANNA, cbp=cbp, coordinator_id=COORDINATOR.id)
+
+
+async def test_each_kind_arrives_at_its_local_instant_bundled(harness: Harness) -> None:
+    await consent_anna(harness, cbp=True)
+    profile, _ = build_profile(
+        courses=[(date(2026, 1, 5), None)], timezone="Europe/Berlin", cbp=True
+    )
+    by_instant: dict[datetime, list[str]] = defaultdict(list)
+    for item in plan(profile):
+        if START < item.due < datetime(2026, 5, 10, tzinfo=UTC):
+            by_instant[item.due].append(KIND_TITLES[item.kind])
+    assert len(by_instant) == 20
+    seen = len(harness.api.messages(ANNA.id))
+    for due, titles in sorted(by_instant.items()):
+        harness.clock.current = due - timedelta(minutes=1)
+        await harness.tick()
+        assert len(harness.api.messages(ANNA.id)) == seen, f"sent early for {due}"
+        harness.clock.current = due
+        report = await harness.tick()
+        assert report.deliveries == 1, due
+        messages = harness.api.messages(ANNA.id)
+        assert len(messages) == seen + 1, due
+        text = messages[-1].text
+        for title in titles:
+            assert title in text, (due, title)
+        assert text.count("This is an automated reminder.") == 1
+        seen += 1
+
+    april = harness.api.messages(ANNA.id)
+    tests = next(m for m in april if "Thyroid blood test" in m.text)
+    assert "Monthly blood and urine tests" in tests.text
+    assert "Contraception" in tests.text
+    assert [b.text for b in tests.buttons] == ["Done", "Remind me tomorrow", "I have symptoms"]
+    warning = next(m for m in april if "After your infusion" in m.text)
+    assert [b.text for b in warning.buttons] == ["I'm OK", "I have symptoms"]
+
+
+async def test_429_pauses_all_sending_until_retry_after(harness: Harness) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.retry_after(5), chat_id=ANNA.id, times=1)
+    before = sends(harness, ANNA.id)
+    report = await harness.tick()
+    assert report.retrying == 1
+    assert sends(harness, ANNA.id) == before + 1  # the refused attempt
+
+    harness.clock.advance(timedelta(seconds=4))
+    await harness.tick()
+    assert sends(harness, ANNA.id) == before + 1  # nothing before retry_after
+
+    harness.clock.advance(timedelta(seconds=1))
+    report = await harness.tick()
+    assert report.sent == 1
+    assert await history(harness, "course_upcoming", "c1-7d") == [
+        ("sending", None, None),
+        ("retrying", 429, "Flood control exceeded. Retry in 0:00:05"),
+        ("sending", None, None),
+        ("sent", None, None),
+    ]
+
+
+async def test_server_errors_back_off_then_succeed(harness: Harness) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.server_error(), chat_id=ANNA.id, times=2)
+    assert (await harness.tick()).retrying == 1
+    harness.clock.advance(timedelta(seconds=29))
+    assert (await harness.tick()).claimed == 0  # backing off for 30 s
+    harness.clock.advance(timedelta(seconds=1))
+    assert (await harness.tick()).retrying == 1
+    harness.clock.advance(timedelta(seconds=60))  # then 60 s
+    assert (await harness.tick()).sent == 1
+    events = await history(harness, "course_upcoming", "c1-7d")
+    assert [e[0] for e in events] == [
+        "sending",
+        "retrying",
+        "sending",
+        "retrying",
+        "sending",
+        "sent",
+    ]
+    assert events[1][2] == "Internal Server Error"
+
+
+async def test_attempts_are_bounded(harness: Harness) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.server_error(), chat_id=ANNA.id)
+    for _ in range(5):
+        await harness.tick()
+        harness.clock.advance(timedelta(hours=1))
+    events = await history(harness, "course_upcoming", "c1-7d")
+    assert [e[0] for e in events].count("sending") == 5
+    assert events[-1][0] == "failed"
+    assert str(events[-1][2]).startswith("gave up after 5 attempts")
+    alert = await harness.api.wait_for_message(COORDINATOR.id)
+    assert "could not be delivered" in alert.text
+
+
+async def test_timeout_is_retried(harness: Harness) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.slow(1.5), chat_id=ANNA.id, times=1)
+    assert (await harness.tick()).retrying == 1
+    harness.clock.advance(timedelta(seconds=30))
+    assert (await harness.tick()).sent == 1
+    assert [e[:1] for e in await history(harness, "course_upcoming", "c1-7d")] == [
+        ("sending",),
+        ("retrying",),
+        ("sending",),
+        ("sent",),
+    ]
+    # Telegram had accepted the first, slow request: the one duplicate the design allows.
+    assert len(harness.api.messages(ANNA.id)) - 2 == 2
+
+
+async def test_blocked_patient_becomes_unreachable_until_start(harness: Harness) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.blocked(), chat_id=ANNA.id, times=1)
+    assert (await harness.tick()).failed == 1
+    assert await history(harness, "course_upcoming", "c1-7d") == [
+        ("sending", None, None),
+        ("failed", 403, "Forbidden: bot was blocked by the user"),
+    ]
+    alert = await harness.api.wait_for_message(COORDINATOR.id)
+    assert "Patient MS-001 cannot be reached" in alert.text
+    async with harness.sessions() as session:
+        patient = await session.scalar(select(Patient))
+        assert patient is not None
+        assert patient.status == PatientStatus.UNREACHABLE
+        queued = await session.scalars(select(Reminder).where(Reminder.ready_at.is_not(None)))
+        assert list(queued) == []
+    harness.clock.current = datetime(2026, 1, 4, 8, tzinfo=UTC)
+    assert (await harness.tick()).claimed == 0
+
+    [back] = await harness.say(ANNA, "/start")
+    assert back.text == "Welcome back. Your reminders start again."
+    assert (await harness.tick()).sent == 1  # the day-before reminder, due now
+
+
+async def test_chat_not_found_fails_and_alerts(harness: Harness) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.chat_not_found(), chat_id=ANNA.id, times=1)
+    assert (await harness.tick()).failed == 1
+    assert await history(harness, "course_upcoming", "c1-7d") == [
+        ("sending", None, None),
+        ("failed", 400, "Chat not found"),
+    ]
+    alert = await harness.api.wait_for_message(COORDINATOR.id)
+    assert "could not be delivered" in alert.text
+    assert "/deliveries MS-001" in alert.text
+
+
+class Crash(Exception):
+    """The process dies between claiming a reminder and sending it."""
+
+
+class CrashingSender:
+    async def send(self, delivery: Delivery) -> Outcome:
+        raise Crash
+
+    async def alert(self, alert: object) -> bool:
+        raise AssertionError("no alert expected")
+
+
+async def test_crash_between_claim_and_send_sends_once_after_the_lease(
+    harness: Harness,
+) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    dispatcher = harness.app.bot_data.dispatcher
+    assert dispatcher is not None
+    sender = dispatcher.sender
+    dispatcher.sender = CrashingSender()
+    with pytest.raises(Crash):
+        await dispatcher.tick()
+    dispatcher.sender = sender
+    before = sends(harness, ANNA.id)
+
+    harness.clock.advance(timedelta(minutes=4))
+    assert (await harness.tick()).claimed == 0  # still leased
+    harness.clock.advance(timedelta(minutes=1))
+    assert (await harness.tick()).sent == 1
+    harness.clock.advance(timedelta(minutes=10))
+    assert (await harness.tick()).claimed == 0
+    assert sends(harness, ANNA.id) == before + 1
+    assert await history(harness, "course_upcoming", "c1-7d") == [
+        ("sending", None, None),
+        ("sending", None, "lease expired, sending again"),
+        ("sent", None, None),
+    ]
+
+
+async def test_restart_after_two_days_sends_recent_and_expires_old(harness: Harness) -> None:
+    await consent_anna(harness)
+    # Down from 2025-12-29 07:00 until 2026-01-06 09:00 UTC.
+    harness.clock.current = datetime(2026, 1, 6, 9, tzinfo=UTC)
+    report = await harness.tick()
+    assert report.expired == 1  # the 7-days-before reminder, 8 days late
+    assert await history(harness, "course_upcoming", "c1-7d") == [
+        ("expired", None, "more than 72 h late, not sent"),
+    ]
+    # Within 72 hours: the day-before reminder, the first prophylaxis, the first warning.
+    assert report.sent == 3
+    texts = [m.text for m in harness.api.messages(ANNA.id)[-3:]]
+    assert sum("After your infusion" in t for t in texts) == 1
+    assert sum("Treatment course coming up" in t for t in texts) == 1
+    assert (await harness.tick()).claimed == 0
+    harness.clock.advance(timedelta(hours=1))
+    assert (await harness.tick()).claimed == 0
+
+
+async def test_withdrawal_while_a_batch_is_in_flight(harness: Harness) -> None:
+    await consent_anna(harness)
+    dispatcher = harness.app.bot_data.dispatcher
+    assert dispatcher is not None
+    # Three overdue messages for Anna in one batch, 0.2 s apart (her per-chat limit).
+    dispatcher.limiter = RateLimiter(per_second=None, chat_interval=0.2, margin=1.0)
+    harness.clock.current = datetime(2026, 1, 5, 17, 30, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.slow(0.05), chat_id=ANNA.id, times=1)
+    before = sends(harness, ANNA.id)
+
+    async def withdraw_after_first_send() -> None:
+        await harness.api.wait_for("sendMessage", chat_id=ANNA.id, after=mark, done=False)
+        async with harness.sessions.begin() as session:
+            patient = await store.patient_by_chat(session, chat_id=ANNA.id)
+            assert patient is not None
+            await store.withdraw(
+                session, patient_id=patient.id, actor="patient", now=harness.clock.now()
+            )
+
+    mark = harness.api.mark()
+    report, _ = await asyncio.gather(harness.tick(), withdraw_after_first_send())
+    assert report.deliveries == 3
+    assert sends(harness, ANNA.id) == before + 1  # nothing after the withdrawal committed
+    async with harness.sessions() as session:
+        statuses = {r.status for r in await session.scalars(select(Reminder))}
+    assert "sending" not in statuses
+    assert "planned" not in statuses
