@@ -22,13 +22,13 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import and_, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler import store
 from scheduler.clock import Clock
 from scheduler.db import reading
-from scheduler.models import Patient, PatientStatus, Reminder, ReminderStatus
+from scheduler.models import DeliveryEvent, Patient, PatientStatus, Reminder, ReminderStatus
 from scheduler.policies import is_too_late
 from scheduler.protocol import Kind
 
@@ -150,23 +150,33 @@ class RateLimiter:
         self._sleep = sleep
         self._next_slot = 0.0
         self._chat_free: dict[int, float] = {}
+        self._chat_locks: dict[int, asyncio.Lock] = {}
 
     async def acquire(self, chat_id: int) -> None:
         """Wait until a message to ``chat_id`` may go out, and take that slot."""
-        now = self._monotonic()
-        if self._chat_spacing:
-            free = max(now, self._chat_free.get(chat_id, 0.0))
-            self._chat_free[chat_id] = free + self._chat_spacing
-            if len(self._chat_free) > 10_000:
-                self._chat_free = {c: t for c, t in self._chat_free.items() if t > now}
-            if free > now:
-                await self._sleep(free - now)
+        lock = self._chat_locks.get(chat_id)
+        if lock is None:
+            lock = self._chat_locks[chat_id] = asyncio.Lock()
+        async with lock:  # messages to one chat take turns
+            now = self._monotonic()
+            ready = self._chat_free.get(chat_id, 0.0)
+            if ready > now:
+                await self._sleep(ready - now)
                 now = self._monotonic()
-        if self._spacing:
             slot = max(now, self._next_slot)
             self._next_slot = slot + self._spacing
             if slot > now:
                 await self._sleep(slot - now)
+            if self._chat_spacing:
+                self._chat_free[chat_id] = slot + self._chat_spacing
+        if len(self._chat_locks) > 10_000:
+            self._forget_idle_chats(now)
+
+    def _forget_idle_chats(self, now: float) -> None:
+        self._chat_free = {c: t for c, t in self._chat_free.items() if t > now}
+        self._chat_locks = {
+            c: lock for c, lock in self._chat_locks.items() if lock.locked() or c in self._chat_free
+        }
 
 
 # --- the dispatcher ------------------------------------------------------------------------------
@@ -212,6 +222,8 @@ class Dispatcher:
     limiter: RateLimiter | None = None
     paused_until: datetime | None = None
     _stopping: bool = False
+    _waiting: list[tuple[Sequence[_Claimed], asyncio.Future[bool]]] = field(default_factory=list)
+    _checking: bool = False
 
     def stop(self) -> None:
         """Finish the message being sent, release the rest of the batch, claim no more."""
@@ -362,26 +374,46 @@ class Dispatcher:
         return deliveries
 
     async def _still_ours(self, items: Sequence[_Claimed]) -> bool:
-        """Right before sending: still claimed by us and the patient still active?"""
+        """Right before sending: still claimed by us, and the patient still active?
+
+        Each check is a fresh read, so it sees every withdrawal committed before it.
+        Checks asked for while one is running are answered together by the next query:
+        one query per message when messages are spaced out, few when they are not.
+        """
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((items, answer))
+        if not self._checking:
+            self._checking = True
+            try:
+                while self._waiting:
+                    batch, self._waiting = self._waiting, []
+                    try:
+                        ours = await self._claims_still_ours(
+                            [(i.id, i.attempts) for group, _ in batch for i in group]
+                        )
+                    except Exception as error:
+                        for _, pending in batch:
+                            pending.set_exception(error)
+                        raise
+                    for group, pending in batch:
+                        pending.set_result(all((i.id, i.attempts) in ours for i in group))
+            finally:
+                self._checking = False
+        return await answer
+
+    async def _claims_still_ours(self, claims: list[tuple[int, int]]) -> set[tuple[int, int]]:
         async with reading(self.sessions) as session:
-            rows = (
-                await session.execute(
-                    select(Reminder.id)
-                    .join(Patient, Patient.id == Reminder.patient_id)
-                    .where(
-                        or_(
-                            *(
-                                and_(Reminder.id == i.id, Reminder.attempts == i.attempts)
-                                for i in items
-                            )
-                        ),
-                        Reminder.status == SENDING,
-                        Patient.status == PatientStatus.ACTIVE,
-                        Patient.chat_id.is_not(None),
-                    )
+            rows = await session.execute(
+                select(Reminder.id, Reminder.attempts)
+                .join(Patient, Patient.id == Reminder.patient_id)
+                .where(
+                    tuple_(Reminder.id, Reminder.attempts).in_(claims),
+                    Reminder.status == SENDING,
+                    Patient.status == PatientStatus.ACTIVE,
+                    Patient.chat_id.is_not(None),
                 )
-            ).all()
-        return len(rows) == len(items)
+            )
+            return {(reminder_id, attempts) for reminder_id, attempts in rows.all()}
 
     async def _send(self, delivery: Delivery, items: Sequence[_Claimed]) -> Outcome | None:
         """Send one message. None: not sent, because the patient withdrew or was paused
@@ -427,9 +459,44 @@ class Dispatcher:
     ) -> None:
         now = self.clock.now()
         alerts: list[Alert] = []
+        sent = [
+            (delivery, items, outcome)
+            for (delivery, items), outcome in results
+            if outcome is not None and outcome.result is Result.SENT
+        ]
         async with self.sessions.begin() as session:
+            # The common case in two statements, however many messages went out.
+            if sent:
+                claims = [(i.id, i.attempts) for _, items, _ in sent for i in items]
+                await session.execute(
+                    update(Reminder)
+                    .where(
+                        tuple_(Reminder.id, Reminder.attempts).in_(claims),
+                        Reminder.status == SENDING,
+                    )
+                    .values(status=SENT, ready_at=None)
+                )
+                await session.execute(
+                    insert(DeliveryEvent),
+                    [
+                        {
+                            "reminder_id": i.id,
+                            "status": SENT,
+                            "at": now,
+                            "telegram_message_id": outcome.message_id,
+                        }
+                        for _, items, outcome in sent
+                        for i in items
+                    ],
+                )
+                report.sent += len(claims)
+                report.by_result[Result.SENT] = report.by_result.get(Result.SENT, 0) + len(sent)
+                for delivery, items, _ in sent:
+                    if any(i.kind is Kind.COURSE_DUE for i in items):
+                        alerts.append(await _alert(session, AlertKind.COURSE_DUE, delivery, items))
             for (delivery, items), outcome in results:
-                await self._record_one(session, delivery, items, outcome, now, report, alerts)
+                if outcome is None or outcome.result is not Result.SENT:
+                    await self._record_one(session, delivery, items, outcome, now, report, alerts)
         for alert in alerts:
             if not await self.sender.alert(alert):
                 log.warning("alert %s for patient %d reached nobody", alert.kind, alert.patient_id)
@@ -460,17 +527,6 @@ class Dispatcher:
             )
             return
         report.by_result[outcome.result] = report.by_result.get(outcome.result, 0) + 1
-        if outcome.result is Result.SENT:
-            await session.execute(
-                update(Reminder)
-                .where(ours, Reminder.status == SENDING)
-                .values(status=SENT, ready_at=None)
-            )
-            await store.append_events(session, ids, SENT, now, message_id=outcome.message_id)
-            report.sent += len(ids)
-            if any(i.kind is Kind.COURSE_DUE for i in items):
-                alerts.append(await _alert(session, AlertKind.COURSE_DUE, delivery, items))
-            return
         if outcome.result is Result.RATE_LIMITED:
             wait = outcome.retry_after or timedelta(seconds=1)
             if outcome.retry_after is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,11 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+EngineFactory = Callable[[], AsyncEngine]
+# How to open more engines on the database of an ``engine`` fixture, as other processes would.
+_OPENERS: dict[AsyncEngine, EngineFactory] = {}
+
+
 async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
     """An engine whose connections use a fresh schema, dropped afterwards."""
     if not POSTGRES_URL:
@@ -55,10 +60,17 @@ async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
     except OSError as error:
         await admin.dispose()
         _skip_or_fail(f"PostgreSQL at REMINDBOT_TEST_POSTGRES_URL is unreachable: {error}")
-    engine = create_engine(POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}})
+    def open_engine() -> AsyncEngine:
+        assert POSTGRES_URL
+        settings = {"server_settings": {"search_path": schema}}
+        return create_engine(POSTGRES_URL, connect_args=settings)
+
+    engine = open_engine()
+    _OPENERS[engine] = open_engine
     try:
         yield engine
     finally:
+        del _OPENERS[engine]
         await engine.dispose()
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -69,8 +81,11 @@ async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """An empty database (no tables yet), on a SQLite file or in a PostgreSQL schema."""
     if request.param == "sqlite":
-        sqlite = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'remindbot.db'}")
+        url = f"sqlite+aiosqlite:///{tmp_path / 'remindbot.db'}"
+        sqlite = create_engine(url)
+        _OPENERS[sqlite] = lambda: create_engine(url)
         yield sqlite
+        del _OPENERS[sqlite]
         await sqlite.dispose()
     else:
         async for postgres in _postgres_engine():
@@ -82,6 +97,21 @@ async def db(engine: AsyncEngine) -> AsyncEngine:
     """A database migrated to the newest schema."""
     await migrate(engine)
     return engine
+
+
+@pytest.fixture
+async def open_engine(db: AsyncEngine) -> AsyncIterator[EngineFactory]:
+    """Opens further engines on the test database (disposed afterwards)."""
+    opened: list[AsyncEngine] = []
+
+    def open_more() -> AsyncEngine:
+        engine = _OPENERS[db]()
+        opened.append(engine)
+        return engine
+
+    yield open_more
+    for engine in opened:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,233 @@
+"""The dispatcher on both databases, with an in-memory Sender (no Telegram involved)."""
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler.db import is_sqlite, session_factory
+from scheduler.dispatcher import Alert, Delivery, Dispatcher, Outcome, RateLimiter
+from scheduler.models import DeliveryEvent, Patient, Reminder
+from tests.conftest import EngineFactory
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+WINDOW = timedelta(hours=72)
+
+
+@dataclass
+class FixedClock:
+    current: datetime = NOW
+
+    def now(self) -> datetime:
+        return self.current
+
+
+@dataclass
+class RecordingSender:
+    """Accepts every message and remembers it."""
+
+    sent: list[Delivery] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        self.sent.append(delivery)
+        await asyncio.sleep(0)  # let other dispatchers run, as a real request would
+        return Outcome.sent(len(self.sent))
+
+    async def alert(self, alert: Alert) -> bool:
+        self.alerts.append(alert)
+        return True
+
+
+async def add_due(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    patients: int,
+    per_patient: int,
+    bundle: int = 1,
+) -> None:
+    """``patients`` active patients, each with ``per_patient`` queued reminders due before
+    NOW, ``bundle`` of them at each instant."""
+    async with sessions.begin() as session:
+        await session.execute(
+            insert(Patient),
+            [
+                {
+                    "label": f"P{n}",
+                    "locale": "en",
+                    "timezone": "UTC",
+                    "send_time": time(9),
+                    "cbp": False,
+                    "prophylaxis_days": 30,
+                    "status": "active",
+                    "chat_id": 10_000 + n,
+                    "plan_version": 1,
+                    "created_at": NOW,
+                }
+                for n in range(patients)
+            ],
+        )
+        ids = list(await session.scalars(select(Patient.id).order_by(Patient.id)))
+        rows = []
+        for pid in ids:
+            for n in range(per_patient):
+                due = NOW - timedelta(minutes=1 + n // bundle)
+                rows.append(
+                    {
+                        "patient_id": pid,
+                        "kind": "labs_monthly",
+                        "occurrence": f"m{n}",
+                        "local_date": date(2026, 3, 1),
+                        "due_at": due,
+                        "status": "planned",
+                        "plan_version": 1,
+                        "ready_at": due,
+                        "attempts": 0,
+                        "created_at": NOW,
+                    }
+                )
+        for start in range(0, len(rows), 1000):
+            await session.execute(insert(Reminder), rows[start : start + 1000])
+
+
+def dispatcher(
+    sessions: async_sessionmaker[AsyncSession],
+    sender: RecordingSender,
+    *,
+    postgres: bool,
+    batch_size: int = 200,
+) -> Dispatcher:
+    return Dispatcher(
+        sessions=sessions,
+        sender=sender,
+        clock=FixedClock(),
+        late_window=WINDOW,
+        postgres=postgres,
+        batch_size=batch_size,
+    )
+
+
+async def test_three_dispatchers_send_every_item_exactly_once(
+    sessions: async_sessionmaker[AsyncSession], open_engine: EngineFactory
+) -> None:
+    await add_due(sessions, patients=1000, per_patient=5)  # 5,000 reminders
+    engines = [open_engine() for _ in range(3)]
+    postgres = not is_sqlite(engines[0])
+    senders = [RecordingSender() for _ in engines]
+    dispatchers = [
+        dispatcher(session_factory(engine), sender, postgres=postgres)
+        for engine, sender in zip(engines, senders, strict=True)
+    ]
+
+    async def drain(d: Dispatcher) -> None:
+        while (await d.tick()).claimed:
+            pass
+
+    await asyncio.gather(*(drain(d) for d in dispatchers))
+    sent = [part.reminder_id for s in senders for d in s.sent for part in d.parts]
+    assert len(sent) == 5000
+    assert len(set(sent)) == 5000
+    if postgres:  # SKIP LOCKED lets them work side by side; SQLite takes turns
+        assert all(s.sent for s in senders)
+    async with sessions() as session:
+        statuses = Counter((await session.scalars(select(Reminder.status))).all())
+        assert statuses == {"sent": 5000}
+        events = Counter((await session.scalars(select(DeliveryEvent.status))).all())
+        assert events == {"sending": 5000, "sent": 5000}
+
+
+async def test_batch_boundary_never_splits_a_message(
+    sessions: async_sessionmaker[AsyncSession], db: object
+) -> None:
+    await add_due(sessions, patients=3, per_patient=6, bundle=3)  # 6 messages of 3 items
+    sender = RecordingSender()
+    d = dispatcher(sessions, sender, postgres=not is_sqlite(db), batch_size=4)  # type: ignore[arg-type]
+    while (await d.tick()).claimed:
+        pass
+    assert len(sender.sent) == 6
+    assert all(len(delivery.parts) == 3 for delivery in sender.sent)
+
+
+async def test_items_too_late_expire_instead_of_being_sent(
+    sessions: async_sessionmaker[AsyncSession], db: object
+) -> None:
+    await add_due(sessions, patients=1, per_patient=1)
+    sender = RecordingSender()
+    d = dispatcher(sessions, sender, postgres=not is_sqlite(db))  # type: ignore[arg-type]
+    d.clock = FixedClock(NOW + WINDOW + timedelta(minutes=5))
+    report = await d.tick()
+    assert (report.expired, report.claimed, sender.sent) == (1, 0, [])
+    async with sessions() as session:
+        assert await session.scalar(select(Reminder.status)) == "expired"
+        assert await session.scalar(select(func.count()).select_from(DeliveryEvent)) == 1
+
+
+async def test_stop_releases_the_rest_of_the_batch(
+    sessions: async_sessionmaker[AsyncSession], db: object
+) -> None:
+    await add_due(sessions, patients=100, per_patient=1)
+    d = dispatcher(sessions, RecordingSender(), postgres=not is_sqlite(db))  # type: ignore[arg-type]
+    d.concurrency = 10
+
+    class StopAfterFirst(RecordingSender):
+        async def send(self, delivery: Delivery) -> Outcome:
+            d.stop()
+            return await super().send(delivery)
+
+    sender = StopAfterFirst()
+    d.sender = sender
+    report = await d.tick()
+    assert report.sent == 10  # the chunk in flight finished
+    assert report.released == 90
+    async with sessions() as session:
+        statuses = Counter((await session.scalars(select(Reminder.status))).all())
+    assert statuses == {"sent": 10, "retrying": 90}
+    assert (await d.tick()).claimed == 0  # a stopped dispatcher claims nothing
+
+
+class FakeTime:
+    """Monotonic time that only moves when the limiter sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+async def test_rate_limiter_spaces_sends_overall_and_per_chat() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(
+        per_second=30,
+        chat_interval=1.0,
+        margin=1.0,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+    )
+    for chat in range(60):
+        await limiter.acquire(chat)
+    assert clock.now == pytest.approx(59 / 30)  # one every 1/30 s
+    await limiter.acquire(7)  # chat 7's second has passed: only the overall spacing
+    assert clock.now == pytest.approx(2.0)
+    await limiter.acquire(7)  # again at once: a full second after the previous one
+    assert clock.now == pytest.approx(3.0)
+    await asyncio.gather(limiter.acquire(9), limiter.acquire(9), limiter.acquire(9))
+    assert clock.now == pytest.approx(3 + 1 / 30 + 2)  # one chat: a second apart
+
+
+async def test_rate_limiter_margin_keeps_below_the_limit() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(per_second=30, monotonic=clock.monotonic, sleep=clock.sleep)
+    for chat in range(301):
+        await limiter.acquire(chat)
+    rate = 300 / clock.now
+    assert 0.95 * 30 <= rate < 30
