@@ -40,7 +40,7 @@ from scheduler.models import (
 )
 from scheduler.planner import PlanItem, Profile, plan
 from scheduler.policies import skipped_when_planned
-from scheduler.validation import CourseSpec, build_courses
+from scheduler.validation import next_course
 
 INVITE_TTL = timedelta(days=14)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
@@ -425,10 +425,9 @@ async def add_course(
     patient = await lock_patient(session, patient_id=patient_id)
     if patient is None:
         return None
-    specs: list[CourseSpec] = [(course.start, course.days) for course in patient.courses]
-    checked, _ = build_courses([*specs, (start, days)], allow_early=allow_early)
-    added = checked[-1]
-    course = Course(number=len(checked), start=added.start, days=added.days)
+    recorded = profile_of(patient).courses
+    added, _ = next_course(recorded, start, days, allow_early=allow_early)
+    course = Course(number=len(recorded) + 1, start=added.start, days=added.days)
     patient.courses.append(course)
     await session.flush()
     await replan(session, patient=patient, now=now, late_window=late_window)

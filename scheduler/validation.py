@@ -89,43 +89,53 @@ def earliest_next_start(previous: Course) -> date:
     return opens - timedelta(days=COURSE_WINDOW_DAYS)
 
 
-def build_courses(
-    specs: Sequence[CourseSpec], *, allow_early: bool = False
-) -> tuple[tuple[Course, ...], list[ValidationWarning]]:
-    """Courses with their default days filled in, checked against the protocol's intervals.
+def next_course(
+    recorded: Sequence[Course], start: date, days: int | None, *, allow_early: bool = False
+) -> tuple[Course, list[ValidationWarning]]:
+    """The course after ``recorded`` (already accepted), checked against the last of them.
 
     ``allow_early`` is the coordinator's confirmed override for a course that starts less
     than 12 months (minus the 30-day window) after the previous one.
     """
+    number = len(recorded) + 1
+    if days is None:
+        days = default_course_days(number)
+    elif not MIN_COURSE_DAYS <= days <= MAX_COURSE_DAYS:
+        raise InvalidCourseDays(number=number, value=str(days))
+    if recorded:
+        previous = recorded[-1]
+        if start <= previous.end:
+            raise CoursesOutOfOrder(
+                number=number,
+                start=start.isoformat(),
+                previous=number - 1,
+                previous_end=previous.end.isoformat(),
+            )
+        if start < earliest_next_start(previous) and not allow_early:
+            raise CourseTooEarly(
+                number=number,
+                start=start.isoformat(),
+                previous=number - 1,
+                previous_start=previous.start.isoformat(),
+            )
+    warnings: list[ValidationWarning] = []
+    if number > EU_MAX_COURSES:
+        warnings.append(TooManyCourses(number=number, limit=EU_MAX_COURSES))
+    return Course(start, days), warnings
+
+
+def build_courses(
+    specs: Sequence[CourseSpec], *, allow_early: bool = False
+) -> tuple[tuple[Course, ...], list[ValidationWarning]]:
+    """Courses with their default days filled in, each checked against the one before."""
     if not specs:
         raise NoCourses()
     courses: list[Course] = []
     warnings: list[ValidationWarning] = []
-    for number, (start, days) in enumerate(specs, start=1):
-        if days is None:
-            days = default_course_days(number)
-        elif not MIN_COURSE_DAYS <= days <= MAX_COURSE_DAYS:
-            raise InvalidCourseDays(number=number, value=str(days))
-        course = Course(start, days)
-        if courses:
-            previous = courses[-1]
-            if start <= previous.end:
-                raise CoursesOutOfOrder(
-                    number=number,
-                    start=start.isoformat(),
-                    previous=number - 1,
-                    previous_end=previous.end.isoformat(),
-                )
-            if start < earliest_next_start(previous) and not allow_early:
-                raise CourseTooEarly(
-                    number=number,
-                    start=start.isoformat(),
-                    previous=number - 1,
-                    previous_start=previous.start.isoformat(),
-                )
-        if number > EU_MAX_COURSES:
-            warnings.append(TooManyCourses(number=number, limit=EU_MAX_COURSES))
+    for start, days in specs:
+        course, more = next_course(courses, start, days, allow_early=allow_early)
         courses.append(course)
+        warnings += more
     return tuple(courses), warnings
 
 

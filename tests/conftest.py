@@ -60,6 +60,7 @@ async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
     except OSError as error:
         await admin.dispose()
         _skip_or_fail(f"PostgreSQL at REMINDBOT_TEST_POSTGRES_URL is unreachable: {error}")
+
     def open_engine() -> AsyncEngine:
         assert POSTGRES_URL
         settings = {"server_settings": {"search_path": schema}}

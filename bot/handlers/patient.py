@@ -2,28 +2,91 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale, UnknownLocaleError
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import CallbackQueryHandler, CommandHandler
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+from telegram.error import TelegramError
+from telegram.ext import (
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
 
 from bot import messages
 from bot.auth import allows, role_of
+from bot.calendar import plan_calendar
 from bot.context import BotContext
 from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
-from bot.i18n import Translator, translator
+from bot.i18n import Translator, available_locales, translator
 from bot.texts import KIND_TITLES
-from scheduler import store
-from scheduler.models import Patient, PatientStatus, Reminder, Role
-from scheduler.protocol import Kind
+from scheduler import patient_data, store
+from scheduler.db import reading
+from scheduler.errors import ValidationError
+from scheduler.models import UNSENT, Patient, PatientStatus, Reminder, ReminderStatus, Role
+from scheduler.planner import PlanItem
+from scheduler.protocol import EARLIEST_SEND_TIME, LATEST_SEND_TIME, Kind
+from scheduler.validation import check_locale, parse_send_time, parse_timezone
+
+log = logging.getLogger(__name__)
 
 INVITE_KEY = "invite_token"
 CONSENT_ACCEPT = "consent:accept"
 CONSENT_DECLINE = "consent:decline"
 AGENDA_SIZE = 5
+
+# Callback data of the patient's buttons. None of it is trusted: every press re-reads the
+# patient from the presser's own private chat.
+LANGUAGE = "lang:"  # + a locale code
+STOP_CONFIRM = "stop:confirm"
+STOP_KEEP = "stop:keep"
+FORGET_CONFIRM = "forget:confirm"
+FORGET_KEEP = "forget:keep"
+
+# States of the /time and /timezone conversation.
+ASKING_TIME, ASKING_TIMEZONE = range(2)
+CONVERSATION_TIMEOUT = timedelta(minutes=10)
+CANCEL = "/cancel"
+# Offered as reply-keyboard buttons; a press sends the text, so typing works the same way.
+TIME_CHOICES = ("07:30", "08:00", "08:30", "09:00", "12:00", "18:00", "19:00", "20:00")
+COMMON_TIMEZONES = (
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Lisbon",
+    "Europe/Madrid",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Rome",
+    "Europe/Amsterdam",
+    "Europe/Warsaw",
+    "Europe/Athens",
+    "Europe/Istanbul",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Dubai",
+    "Australia/Sydney",
+)
+# Longer input cannot be valid; cutting it keeps an error message that quotes it short.
+MAX_TIME_INPUT = 16
+MAX_TIMEZONE_INPUT = 64
 
 
 def _when(moment: datetime, patient: Patient, tr: Translator) -> str:
@@ -48,6 +111,70 @@ async def patient_of_chat(session: AsyncSession, update: Update) -> Patient | No
     if chat is None:
         return None
     return await store.patient_by_chat(session, chat_id=chat.id)
+
+
+async def current_patient(session: AsyncSession, update: Update) -> Patient | None:
+    """The consented, not withdrawn patient of this chat: who may use the patient commands."""
+    patient = await patient_of_chat(session, update)
+    if patient is None or patient.status == PatientStatus.WITHDRAWN:
+        return None
+    return patient
+
+
+def _own_chat(update: Update) -> bool:
+    """A button press in the presser's own private chat (callback data is never trusted)."""
+    user, chat = update.effective_user, update.effective_chat
+    return user is not None and chat is not None and chat.id == user.id
+
+
+def _invite_only(tr: Translator) -> str:
+    return tr.gettext(
+        "This bot sends treatment reminders to patients invited by their care team. "
+        "Please ask your care team for an invite."
+    )
+
+
+async def _refuse(update: Update, context: BotContext) -> None:
+    """The one answer for anyone who is not (or no longer) a patient; nothing is stored."""
+    await reply(update, _invite_only(user_translator(update.effective_user, context)))
+
+
+def _coming_up(coming: Sequence[Reminder], patient: Patient, tr: Translator) -> str:
+    if not coming:
+        return tr.gettext("You have no upcoming reminders.")
+    return "\n".join(
+        [
+            # TRANSLATORS: above the list of the next reminders; %(timezone)s is an IANA
+            # name such as Europe/Berlin.
+            tr.gettext("Your next reminders (%(timezone)s time):") % {"timezone": patient.timezone},
+            agenda(coming, patient, tr),
+        ]
+    )
+
+
+def _language_name(code: str) -> str:
+    """The language's name in itself ("English", "Deutsch", "Français"). CLDR writes some
+    in lower case, for use inside a sentence; here it starts a label, so it is capitalised."""
+    try:
+        name = Locale.parse(code.replace("-", "_")).get_display_name() or code
+    except (ValueError, UnknownLocaleError):
+        name = code
+    return name[:1].upper() + name[1:]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _choices(options: Sequence[str], per_row: int) -> ReplyKeyboardMarkup:
+    rows = [list(options[i : i + per_row]) for i in range(0, len(options), per_row)]
+    return ReplyKeyboardMarkup([*rows, [CANCEL]], one_time_keyboard=True, resize_keyboard=True)
+
+
+async def _remove_buttons(update: Update) -> None:
+    query = update.callback_query
+    if query is not None and isinstance(query.message, Message) and query.message.reply_markup:
+        await query.edit_message_reply_markup(reply_markup=None)
 
 
 def _consent_keyboard(tr: Translator) -> InlineKeyboardMarkup:
@@ -118,7 +245,13 @@ async def consent_accept(update: Update, context: BotContext) -> None:
         if invite is None:
             await reply(update, _ask_care_team(user_translator(update.effective_user, context)))
             return
-        if await store.patient_by_chat(session, chat_id=chat.id) is not None:
+        linked = await store.patient_by_chat(session, chat_id=chat.id)
+        if linked is not None and linked.status == PatientStatus.WITHDRAWN:
+            # A withdrawn enrolment keeps its chat only until the chat consents again.
+            await patient_data.release_chat(
+                session, patient_id=linked.id, actor=f"patient:{linked.id}", now=now
+            )
+        elif linked is not None:
             tr = user_translator(update.effective_user, context)
             await reply(
                 update,
@@ -184,8 +317,8 @@ async def consent_decline(update: Update, context: BotContext) -> None:
 async def help_command(update: Update, context: BotContext) -> None:
     """``/help``: what this person can do here."""
     async with context.sessions() as session:
-        patient = await patient_of_chat(session, update)
-    if patient is not None and patient.status != PatientStatus.WITHDRAWN:
+        patient = await current_patient(session, update)
+    if patient is not None:
         tr = translator(patient.locale)
         await reply(
             update,
@@ -209,13 +342,7 @@ async def help_command(update: Update, context: BotContext) -> None:
     tr = user_translator(update.effective_user, context)
     role = await role_of(update, context)
     if role is None:
-        await reply(
-            update,
-            tr.gettext(
-                "This bot sends treatment reminders to patients invited by their care team. "
-                "Please ask your care team for an invite."
-            ),
-        )
+        await reply(update, _invite_only(tr))
         return
     await reply(update, staff_help(role, tr))
 
@@ -243,6 +370,566 @@ def staff_help(role: Role, tr: Translator) -> str:
     return "\n".join(lines)
 
 
+async def next_command(update: Update, context: BotContext) -> None:
+    """``/next``: the next reminders, in the patient's language and time zone."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+        coming = (
+            await store.upcoming(session, patient_id=patient.id, limit=AGENDA_SIZE)
+            if patient
+            else []
+        )
+    if patient is None:
+        await _refuse(update, context)
+        return
+    await reply(update, _coming_up(coming, patient, translator(patient.locale)))
+
+
+async def _change(
+    update: Update,
+    context: BotContext,
+    *,
+    timezone: ZoneInfo | None = None,
+    send_time: time | None = None,
+    locale: str | None = None,
+) -> tuple[Patient, list[Reminder]] | None:
+    """Store a new preference of the chat's patient (unsent reminders are re-planned) and
+    return the patient with their next reminders; None if the chat has no patient."""
+    async with context.sessions.begin() as session:
+        patient = await current_patient(session, update)
+        if patient is None:
+            return None
+        changed = await store.update_preferences(
+            session,
+            patient_id=patient.id,
+            actor=f"patient:{patient.id}",
+            now=context.clock.now(),
+            late_window=context.settings.late_window,
+            timezone=timezone,
+            send_time=send_time,
+            locale=locale,
+        )
+        assert changed is not None  # locked in this transaction, found just before
+        coming = await store.upcoming(session, patient_id=patient.id, limit=AGENDA_SIZE)
+    return changed, coming
+
+
+async def _confirm_change(
+    update: Update, done: Callable[[Translator], str], patient: Patient, coming: list[Reminder]
+) -> None:
+    tr = translator(patient.locale)
+    await reply(
+        update,
+        "\n\n".join([done(tr), _coming_up(coming, patient, tr)]),
+        reply_markup=ReplyKeyboardRemove(),
+    )
+
+
+async def language_command(update: Update, context: BotContext) -> None:
+    """``/language``: one button per language the bot ships."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    buttons = [
+        [InlineKeyboardButton(_language_name(code), callback_data=f"{LANGUAGE}{code}")]
+        for code in sorted(available_locales())
+    ]
+    await reply(
+        update, tr.gettext("Choose your language:"), reply_markup=InlineKeyboardMarkup(buttons)
+    )
+
+
+async def language_chosen(update: Update, context: BotContext) -> None:
+    """A language button: store the language and answer in it."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    await query.answer()
+    if not _own_chat(update):
+        return
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    try:
+        locale = check_locale(query.data.removeprefix(LANGUAGE), available_locales())
+    except ValidationError as error:
+        await reply(update, error.render(tr.gettext))
+        return
+    changed = await _change(update, context, locale=locale)
+    if changed is None:
+        await _refuse(update, context)
+        return
+    await _remove_buttons(update)
+    await _confirm_change(
+        update,
+        # TRANSLATORS: %(language)s is the language's own name, e.g. "Deutsch".
+        lambda tr: (
+            tr.gettext("Your language is now %(language)s.") % {"language": _language_name(locale)}
+        ),
+        *changed,
+    )
+
+
+def _time_prompt(tr: Translator) -> str:
+    # TRANSLATORS: %(earliest)s and %(latest)s are times written HH:MM (07:00, 21:00).
+    # Keep HH:MM and /cancel as they are.
+    return tr.gettext(
+        "Send the new time as HH:MM between %(earliest)s and %(latest)s, for example 08:30, "
+        "or /cancel to keep it."
+    ) % {
+        "earliest": EARLIEST_SEND_TIME.strftime("%H:%M"),
+        "latest": LATEST_SEND_TIME.strftime("%H:%M"),
+    }
+
+
+async def time_command(update: Update, context: BotContext) -> int:
+    """``/time``: ask for a new local time for the reminders."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return ConversationHandler.END
+    tr = translator(patient.locale)
+    await reply(
+        update,
+        "\n".join(
+            [
+                tr.gettext("Your reminders come at %(time)s.")
+                % {"time": tr.time(patient.send_time)},
+                _time_prompt(tr),
+            ]
+        ),
+        reply_markup=_choices(TIME_CHOICES, per_row=4),
+    )
+    return ASKING_TIME
+
+
+async def time_received(update: Update, context: BotContext) -> int:
+    """The new send time: checked, stored, and the unsent reminders moved to it."""
+    if update.message is None or update.message.text is None:
+        return ASKING_TIME
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return ConversationHandler.END
+    tr = translator(patient.locale)
+    try:
+        send_time = parse_send_time(_clip(update.message.text, MAX_TIME_INPUT))
+    except ValidationError as error:
+        await reply(
+            update,
+            "\n".join([error.render(tr.gettext), _time_prompt(tr)]),
+            reply_markup=_choices(TIME_CHOICES, per_row=4),
+        )
+        return ASKING_TIME
+    changed = await _change(update, context, send_time=send_time)
+    if changed is None:
+        await _refuse(update, context)
+        return ConversationHandler.END
+    await _confirm_change(
+        update,
+        lambda tr: (
+            tr.gettext("Your reminders now come at %(time)s.") % {"time": tr.time(send_time)}
+        ),
+        *changed,
+    )
+    return ConversationHandler.END
+
+
+def _timezone_prompt(tr: Translator) -> str:
+    # TRANSLATORS: keep America/New_York and /cancel as they are: a technical name and a
+    # command.
+    return tr.gettext(
+        "Choose your time zone below or send its name, for example America/New_York, "
+        "or /cancel to keep it."
+    )
+
+
+async def timezone_command(update: Update, context: BotContext) -> int:
+    """``/timezone``: ask for a new time zone, offering common ones."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return ConversationHandler.END
+    tr = translator(patient.locale)
+    await reply(
+        update,
+        "\n".join(
+            [
+                tr.gettext("Your time zone is %(timezone)s.") % {"timezone": patient.timezone},
+                _timezone_prompt(tr),
+            ]
+        ),
+        reply_markup=_choices(COMMON_TIMEZONES, per_row=2),
+    )
+    return ASKING_TIMEZONE
+
+
+async def timezone_received(update: Update, context: BotContext) -> int:
+    """The new time zone (typed or chosen): checked, stored, the unsent reminders moved."""
+    if update.message is None or update.message.text is None:
+        return ASKING_TIMEZONE
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return ConversationHandler.END
+    tr = translator(patient.locale)
+    try:
+        zone = parse_timezone(_clip(update.message.text, MAX_TIMEZONE_INPUT))
+    except ValidationError as error:
+        await reply(
+            update,
+            "\n".join([error.render(tr.gettext), _timezone_prompt(tr)]),
+            reply_markup=_choices(COMMON_TIMEZONES, per_row=2),
+        )
+        return ASKING_TIMEZONE
+    changed = await _change(update, context, timezone=zone)
+    if changed is None:
+        await _refuse(update, context)
+        return ConversationHandler.END
+    await _confirm_change(
+        update,
+        lambda tr: tr.gettext("Your time zone is now %(timezone)s.") % {"timezone": zone.key},
+        *changed,
+    )
+    return ConversationHandler.END
+
+
+async def cancel(update: Update, context: BotContext) -> int:
+    """``/cancel``: leave /time or /timezone without changing anything."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    tr = translator(patient.locale) if patient else user_translator(update.effective_user, context)
+    await reply(update, tr.gettext("OK, nothing has changed."), reply_markup=ReplyKeyboardRemove())
+    return ConversationHandler.END
+
+
+def _calendar_item(reminder: Reminder, zone: ZoneInfo) -> PlanItem:
+    return PlanItem(
+        Kind(reminder.kind),
+        reminder.occurrence,
+        reminder.local_date,
+        reminder.due_at.astimezone(zone),
+        reminder.course,
+        reminder.about,
+    )
+
+
+async def calendar_command(update: Update, context: BotContext) -> None:
+    """``/calendar``: the unsent reminders as an ``.ics`` file."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+        reminders = (
+            await patient_data.unsent_reminders(session, patient_id=patient.id) if patient else []
+        )
+    if patient is None or update.effective_chat is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    if not reminders:
+        await reply(update, tr.gettext("You have no upcoming reminders."))
+        return
+    zone = ZoneInfo(patient.timezone)
+    # UIDs are per patient and reminder, so importing a newer file updates the events; the
+    # label stays out of the file.
+    ics = plan_calendar(
+        [_calendar_item(reminder, zone) for reminder in reminders],
+        gettext=tr.gettext,
+        stamp=context.clock.now(),
+        uid_scope=f"patient-{patient.id}",
+    )
+    await update.effective_chat.send_document(
+        document=ics,
+        filename="reminders.ics",
+        caption=tr.gettext(
+            "Your upcoming reminders as a calendar file. Open it to add them to your "
+            "calendar; opening a newer file updates them."
+        ),
+    )
+
+
+def _yes_no(value: bool, tr: Translator) -> str:
+    # TRANSLATORS: an answer in the /mydata summary ("Contraception reminders: yes").
+    return tr.gettext("yes") if value else tr.gettext("no")
+
+
+def _mydata_summary(patient: Patient, data: dict[str, Any], tr: Translator) -> str:
+    zone = ZoneInfo(patient.timezone)
+    statuses = [reminder["status"] for reminder in data["reminders"]]
+    sent = sum(status in {ReminderStatus.SENT, ReminderStatus.ACKNOWLEDGED} for status in statuses)
+    waiting = sum(status in UNSENT for status in statuses)
+    lines = [
+        # TRANSLATORS: %(label)s is the pseudonym the clinic uses for the patient.
+        tr.gettext("Label from your clinic: %(label)s") % {"label": patient.label or "-"},
+        tr.gettext("Language: %(language)s") % {"language": _language_name(patient.locale)},
+        tr.gettext("Time zone: %(timezone)s") % {"timezone": patient.timezone},
+        tr.gettext("Reminder time: %(time)s") % {"time": tr.time(patient.send_time)},
+        tr.gettext("Contraception reminders: %(answer)s") % {"answer": _yes_no(patient.cbp, tr)},
+        tr.gettext("Telegram chat ID: %(chat_id)s") % {"chat_id": patient.chat_id},
+    ]
+    lines += [
+        # TRANSLATORS: one line per treatment course; %(date)s is its first day.
+        tr.ngettext(
+            "Treatment course %(number)d: %(date)s, %(days)d infusion day",
+            "Treatment course %(number)d: %(date)s, %(days)d infusion days",
+            course.days,
+        )
+        % {"number": course.number, "date": tr.date(course.start), "days": course.days}
+        for course in patient.courses
+    ]
+    lines += [
+        tr.gettext("Consent given on %(date)s")
+        % {"date": tr.date(datetime.fromisoformat(consent["accepted_at"]).astimezone(zone).date())}
+        for consent in data["consents"]
+    ]
+    lines += [
+        tr.ngettext("%(count)d reminder sent", "%(count)d reminders sent", sent) % {"count": sent},
+        tr.ngettext("%(count)d reminder planned", "%(count)d reminders planned", waiting)
+        % {"count": waiting},
+    ]
+    return "\n".join(
+        [
+            tr.gettext("What is stored about you:"),
+            "\n".join(f"• {line}" for line in lines),
+            "",
+            tr.gettext("The file below has all of it, including the history of each reminder."),
+        ]
+    )
+
+
+async def mydata_command(update: Update, context: BotContext) -> None:
+    """``/mydata``: a summary of what is stored, and all of it as a JSON file."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+        data = await patient_data.export(session, patient_id=patient.id) if patient else None
+    if patient is None or data is None or update.effective_chat is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    await reply(update, _mydata_summary(patient, data, tr))
+    document = {"exported_at": context.clock.now().isoformat(), **data}
+    await update.effective_chat.send_document(
+        document=json.dumps(document, ensure_ascii=False, indent=2).encode(),
+        filename="mydata.json",
+        caption=tr.gettext("Everything stored about you."),
+    )
+
+
+def _confirm_keyboard(yes: tuple[str, str], no: tuple[str, str]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text, callback_data=data) for text, data in (yes, no)]]
+    )
+
+
+async def stop_command(update: Update, context: BotContext) -> None:
+    """``/stop``: ask before withdrawing consent."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    await reply(
+        update,
+        "\n".join(
+            [
+                tr.gettext("Stop all reminders?"),
+                tr.gettext(
+                    "Your consent will be withdrawn, every pending reminder cancelled and "
+                    "your care team told. Your data is kept; to have it erased, send /forget."
+                ),
+            ]
+        ),
+        reply_markup=_confirm_keyboard(
+            # TRANSLATORS: button: confirm stopping all reminders.
+            (tr.gettext("Yes, stop"), STOP_CONFIRM),
+            # TRANSLATORS: button: do not stop the reminders.
+            (tr.gettext("No, keep them"), STOP_KEEP),
+        ),
+    )
+
+
+async def _alert_coordinator(
+    context: BotContext, coordinator_id: int | None, text: Callable[[Translator], str]
+) -> None:
+    """Tell the patient's coordinator, in the bot's default language (theirs is unknown).
+
+    A failed alert is logged and does not undo what the patient asked for.
+    """
+    if coordinator_id is None:
+        return
+    tr = translator(context.settings.default_locale)
+    try:
+        await context.bot.send_message(chat_id=coordinator_id, text=text(tr))
+    except TelegramError as error:
+        log.warning("could not alert the coordinator: %s", type(error).__name__)
+
+
+async def stop_confirmed(update: Update, context: BotContext) -> None:
+    """ "Yes, stop": withdraw consent, cancel every pending reminder, alert the coordinator."""
+    query = update.callback_query
+    if query is None:
+        return
+    await query.answer()
+    if not _own_chat(update):
+        return
+    await _remove_buttons(update)
+    async with context.sessions.begin() as session:
+        patient = await current_patient(session, update)
+        if patient is not None:
+            await store.withdraw(
+                session,
+                patient_id=patient.id,
+                actor=f"patient:{patient.id}",
+                now=context.clock.now(),
+            )
+    if patient is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    await reply(
+        update,
+        tr.gettext(
+            "Your reminders have stopped and your consent is withdrawn. We have told your "
+            "care team. If you want reminders again, ask them for a new invite."
+        ),
+    )
+    label = patient.label or "-"
+    await _alert_coordinator(
+        context,
+        patient.coordinator_id,
+        # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's pseudonym.
+        lambda tr: (
+            tr.gettext("Patient %(label)s stopped the reminders (withdrew consent).")
+            % {"label": label}
+        ),
+    )
+
+
+async def forget_command(update: Update, context: BotContext) -> None:
+    """``/forget``: ask before withdrawing and erasing."""
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return
+    tr = translator(patient.locale)
+    await reply(
+        update,
+        "\n".join(
+            [
+                tr.gettext("Erase your data?"),
+                tr.gettext(
+                    "Your reminders stop and your consent is withdrawn. Your label, Telegram "
+                    "chat ID and treatment course dates are deleted; this cannot be undone. "
+                    "A record without them of which reminders were sent is kept, so the clinic "
+                    "can account for each one."
+                ),
+            ]
+        ),
+        reply_markup=_confirm_keyboard(
+            # TRANSLATORS: button: confirm erasing the patient's data.
+            (tr.gettext("Yes, erase"), FORGET_CONFIRM),
+            # TRANSLATORS: button: do not erase anything.
+            (tr.gettext("No, keep it"), FORGET_KEEP),
+        ),
+    )
+
+
+async def forget_confirmed(update: Update, context: BotContext) -> None:
+    """ "Yes, erase": withdraw, erase, and tell the coordinator."""
+    query = update.callback_query
+    if query is None:
+        return
+    await query.answer()
+    if not _own_chat(update):
+        return
+    await _remove_buttons(update)
+    async with context.sessions.begin() as session:
+        patient = await current_patient(session, update)
+        if patient is not None:
+            # What the answer and the alert need, taken before it is erased.
+            tr = translator(patient.locale)
+            label, coordinator_id = patient.label or "-", patient.coordinator_id
+            await store.forget(
+                session,
+                patient_id=patient.id,
+                actor=f"patient:{patient.id}",
+                now=context.clock.now(),
+            )
+    if patient is None:
+        await _refuse(update, context)
+        return
+    await reply(
+        update,
+        tr.gettext(
+            "Your data has been erased and you will get no more reminders. We have told "
+            "your care team. Thank you for using this service."
+        ),
+    )
+    # The coordinator chose the label and needs it to update the clinic's own records.
+    await _alert_coordinator(
+        context,
+        coordinator_id,
+        # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's former
+        # pseudonym, now erased from the bot.
+        lambda tr: (
+            tr.gettext(
+                "Patient %(label)s withdrew consent and asked for their data to be erased. "
+                "The bot no longer stores their label, chat or course dates."
+            )
+            % {"label": label}
+        ),
+    )
+
+
+async def confirmation_declined(update: Update, context: BotContext) -> None:
+    """ "No, keep": nothing changes."""
+    query = update.callback_query
+    if query is None:
+        return
+    await query.answer()
+    if not _own_chat(update):
+        return
+    async with reading(context.sessions) as session:
+        patient = await current_patient(session, update)
+    if patient is None:
+        await _refuse(update, context)
+        return
+    await _remove_buttons(update)
+    tr = translator(patient.locale)
+    await reply(update, tr.gettext("OK, nothing has changed."))
+
+
+def preferences_conversation() -> ConversationHandler[BotContext]:
+    """``/time`` and ``/timezone``: the command asks, the next text message answers."""
+    text = PRIVATE & filters.TEXT & ~filters.COMMAND
+    return ConversationHandler(
+        entry_points=[
+            CommandHandler("time", time_command, filters=PRIVATE),
+            CommandHandler("timezone", timezone_command, filters=PRIVATE),
+        ],
+        states={
+            ASKING_TIME: [MessageHandler(text, time_received)],
+            ASKING_TIMEZONE: [MessageHandler(text, timezone_received)],
+        },
+        fallbacks=[CommandHandler("cancel", cancel, filters=PRIVATE)],
+        allow_reentry=True,
+        per_chat=True,
+        per_user=True,
+        conversation_timeout=CONVERSATION_TIMEOUT,
+    )
+
+
 def handlers() -> Handlers:
     """The patient's commands and buttons."""
     return [
@@ -250,4 +937,15 @@ def handlers() -> Handlers:
         CommandHandler("help", help_command, filters=PRIVATE),
         CallbackQueryHandler(consent_accept, pattern=f"^{CONSENT_ACCEPT}$"),
         CallbackQueryHandler(consent_decline, pattern=f"^{CONSENT_DECLINE}$"),
+        CommandHandler("next", next_command, filters=PRIVATE),
+        preferences_conversation(),
+        CommandHandler("language", language_command, filters=PRIVATE),
+        CallbackQueryHandler(language_chosen, pattern=f"^{LANGUAGE}"),
+        CommandHandler("calendar", calendar_command, filters=PRIVATE),
+        CommandHandler("mydata", mydata_command, filters=PRIVATE),
+        CommandHandler("stop", stop_command, filters=PRIVATE),
+        CallbackQueryHandler(stop_confirmed, pattern=f"^{STOP_CONFIRM}$"),
+        CommandHandler("forget", forget_command, filters=PRIVATE),
+        CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CONFIRM}$"),
+        CallbackQueryHandler(confirmation_declined, pattern=f"^({STOP_KEEP}|{FORGET_KEEP})$"),
     ]

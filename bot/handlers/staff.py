@@ -2,9 +2,363 @@
 
 from __future__ import annotations
 
-from bot.handlers.common import Handlers
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import CallbackQueryHandler, CommandHandler
+
+from bot.auth import requires
+from bot.context import BotContext
+from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
+from bot.i18n import Translator
+from bot.texts import KIND_TITLES
+from scheduler import store
+from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
+from scheduler.errors import N_, ValidationError
+from scheduler.models import ReminderStatus, Role
+from scheduler.protocol import Kind
+
+PAGE_SIZE = 5
+PAGE_PREFIX = "deliveries:page:"
+LISTING_KEY = "deliveries_listing"
+# Keeps a page inside Telegram's 4096 characters even for items retried many times.
+HISTORY_LINES = 8
+DETAIL_CHARACTERS = 100
+MESSAGE_CHARACTERS = 4000
+
+STATUSES = tuple(status.value for status in ReminderStatus)
+ROLES = tuple(role.value for role in Role)
+_PAGE = re.compile(rf"{PAGE_PREFIX}(\d{{1,6}})", re.ASCII)
+_USER_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+_MAX_USER_ID = 2**63 - 1  # the column is a signed 64-bit integer
+_KINDS = frozenset(kind.value for kind in Kind)
+
+NO_DELIVERIES = N_("No deliveries match.")
+
+
+class DeliveriesUsage(ValidationError):
+    # TRANSLATORS: keep "/deliveries" as it is; LABEL and STATUS may be translated.
+    template = N_("Usage: /deliveries [LABEL] [STATUS], for example /deliveries MS-001 failed.")
+
+
+class UnknownStatus(ValidationError):
+    # TRANSLATORS: %(value)s is what the staff member typed; the choices stay in English.
+    template = N_("%(value)s is not a delivery status. Choose one of: %(choices)s.")
+
+
+class GrantUsage(ValidationError):
+    # TRANSLATORS: keep "/grant" and the role names as they are.
+    template = N_("Usage: /grant USER_ID ROLE, with ROLE one of: %(choices)s.")
+
+
+class RevokeUsage(ValidationError):
+    # TRANSLATORS: keep "/revoke" as it is.
+    template = N_("Usage: /revoke USER_ID")
+
+
+class InvalidUserId(ValidationError):
+    # TRANSLATORS: %(value)s is what the admin typed.
+    template = N_("%(value)s is not a Telegram user id. Use the number, e.g. 123456789.")
+
+
+class UnknownRole(ValidationError):
+    # TRANSLATORS: %(value)s is what the admin typed; the role names stay in English.
+    template = N_("%(value)s is not a role. Choose one of: %(choices)s.")
+
+
+def _shorten(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+# --- /deliveries -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The filter of the latest ``/deliveries`` message, kept in ``user_data``: its buttons
+    carry nothing but a page number."""
+
+    label: str | None
+    status: str | None
+    # Only items due before the listing was asked for, so its pages do not shift.
+    until: datetime
+    chat_id: int = 0
+    message_id: int = 0
+
+
+def parse_deliveries_args(args: Sequence[str]) -> tuple[str | None, str | None]:
+    """``[LABEL] [STATUS]`` as (label, status); a single word that is a status is a status."""
+    if len(args) > 2:
+        raise DeliveriesUsage()
+    if len(args) == 1 and args[0].lower() in STATUSES:
+        return None, args[0].lower()
+    label = args[0] if args else None
+    status = args[1].lower() if len(args) == 2 else None
+    if status is not None and status not in STATUSES:
+        raise UnknownStatus(value=_shorten(args[1], 32), choices=", ".join(STATUSES))
+    return label, status
+
+
+def _local(moment: datetime, zone: ZoneInfo, tr: Translator) -> str:
+    local = moment.astimezone(zone)
+    # TRANSLATORS: a date and local time, e.g. "February 5, 2026, 9:00 AM".
+    return tr.gettext("%(date)s, %(time)s") % {
+        "date": tr.date(local.date()),
+        "time": tr.time(local.time()),
+    }
+
+
+def _reason(change: StatusChange, tr: Translator) -> str | None:
+    detail = _shorten(change.detail, DETAIL_CHARACTERS) if change.detail else None
+    if change.error_code is None:
+        return detail
+    if detail is None:
+        return tr.gettext("error %(code)d") % {"code": change.error_code}
+    # TRANSLATORS: e.g. "Bad Request: chat not found, error 400" (Telegram's own words).
+    return tr.gettext("%(detail)s, error %(code)d") % {"detail": detail, "code": change.error_code}
+
+
+def _change_line(change: StatusChange, zone: ZoneInfo, tr: Translator) -> str:
+    values = {"status": change.status, "when": _local(change.at, zone, tr)}
+    reason = _reason(change, tr)
+    if reason is None:
+        # TRANSLATORS: one change in a reminder's history: "sent: <date, time>".
+        return "• " + tr.gettext("%(status)s: %(when)s") % values
+    # TRANSLATORS: one change in a reminder's history: "failed: <date, time> (<reason>)".
+    return "• " + tr.gettext("%(status)s: %(when)s (%(reason)s)") % {**values, "reason": reason}
+
+
+def _entry_text(entry: DeliveryEntry, tr: Translator) -> str:
+    zone = ZoneInfo(entry.timezone)
+    title = tr.gettext(KIND_TITLES[Kind(entry.kind)]) if entry.kind in _KINDS else entry.kind
+    # TRANSLATORS: shown instead of the label of a patient whose data was erased.
+    label = entry.label or tr.gettext("(forgotten patient)")
+    if entry.attempts:
+        # TRANSLATORS: %(status)s stays in English: staff type it to filter the log.
+        status = tr.ngettext(
+            "Status: %(status)s (%(count)d attempt)",
+            "Status: %(status)s (%(count)d attempts)",
+            entry.attempts,
+        ) % {"status": entry.status, "count": entry.attempts}
+    else:
+        # TRANSLATORS: %(status)s stays in English: staff type it to filter the log.
+        status = tr.gettext("Status: %(status)s") % {"status": entry.status}
+    lines = [
+        # TRANSLATORS: a reminder in the delivery log: its title and the patient's label.
+        tr.gettext("%(title)s — %(label)s") % {"title": title, "label": label},
+        # TRANSLATORS: %(timezone)s is the patient's time zone, e.g. Europe/Berlin.
+        tr.gettext("Due: %(when)s (%(timezone)s)")
+        % {"when": _local(entry.due_at, zone, tr), "timezone": entry.timezone},
+        status,
+    ]
+    history = entry.history[-HISTORY_LINES:]
+    earlier = len(entry.history) - len(history)
+    if earlier:
+        lines.append(
+            "• "
+            + tr.ngettext("… %(count)d earlier change", "… %(count)d earlier changes", earlier)
+            % {"count": earlier}
+        )
+    lines += [_change_line(change, zone, tr) for change in history]
+    return "\n".join(lines)
+
+
+def _page_text(
+    listing: Listing, entries: Sequence[DeliveryEntry], *, page: int, total: int, tr: Translator
+) -> str:
+    first = page * PAGE_SIZE + 1
+    lines = [
+        # TRANSLATORS: the delivery log's heading; the numbers say which items of how many.
+        tr.gettext("Deliveries due so far, newest first: %(first)d–%(last)d of %(total)d")
+        % {"first": first, "last": first + len(entries) - 1, "total": total}
+    ]
+    filters = []
+    if listing.label is not None:
+        # TRANSLATORS: part of "Filter: patient MS-001, status failed".
+        filters.append(tr.gettext("patient %(label)s") % {"label": listing.label})
+    if listing.status is not None:
+        # TRANSLATORS: part of "Filter: patient MS-001, status failed".
+        filters.append(tr.gettext("status %(status)s") % {"status": listing.status})
+    if filters:
+        # TRANSLATORS: e.g. "Filter: patient MS-001, status failed".
+        lines.append(tr.gettext("Filter: %(filters)s") % {"filters": ", ".join(filters)})
+    for entry in entries:
+        lines += ["", _entry_text(entry, tr)]
+    return _shorten("\n".join(lines), MESSAGE_CHARACTERS)
+
+
+def _page_keyboard(page: int, pages: int) -> InlineKeyboardMarkup | None:
+    buttons = []
+    if page > 0:
+        buttons.append(InlineKeyboardButton("◀", callback_data=f"{PAGE_PREFIX}{page - 1}"))
+    if page < pages - 1:
+        buttons.append(InlineKeyboardButton("▶", callback_data=f"{PAGE_PREFIX}{page + 1}"))
+    return InlineKeyboardMarkup([buttons]) if buttons else None
+
+
+async def _render_page(
+    context: BotContext, listing: Listing, page: int, tr: Translator
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The text and buttons of a page; a page beyond the end shows the last one."""
+    label, status, until = listing.label, listing.status, listing.until
+    async with context.sessions() as session:
+        total = await count_deliveries(session, label=label, status=status, until=until)
+        pages = -(-total // PAGE_SIZE)
+        page = max(0, min(page, pages - 1))
+        entries = await delivery_log(
+            session,
+            label=label,
+            status=status,
+            until=until,
+            limit=PAGE_SIZE,
+            offset=page * PAGE_SIZE,
+        )
+    if not entries:
+        return tr.gettext(NO_DELIVERIES), None
+    text = _page_text(listing, entries, page=page, total=total, tr=tr)
+    return text, _page_keyboard(page, pages)
+
+
+@requires(Role.STAFF)
+async def deliveries(update: Update, context: BotContext) -> None:
+    """``/deliveries [LABEL] [STATUS]``: the delivery log, newest first, in pages."""
+    chat = update.effective_chat
+    if chat is None or context.user_data is None:
+        return
+    tr = user_translator(update.effective_user, context)
+    try:
+        label, status = parse_deliveries_args(context.args or [])
+    except ValidationError as error:
+        await reply(update, error.render(tr.gettext))
+        return
+    listing = Listing(label=label, status=status, until=context.clock.now())
+    text, keyboard = await _render_page(context, listing, 0, tr)
+    message = await chat.send_message(text, reply_markup=keyboard)
+    if keyboard is None:
+        context.user_data.pop(LISTING_KEY, None)
+    else:
+        context.user_data[LISTING_KEY] = dataclasses.replace(
+            listing, chat_id=chat.id, message_id=message.message_id
+        )
+
+
+@requires(Role.STAFF)
+async def deliveries_page(update: Update, context: BotContext) -> None:
+    """◀ / ▶ under the delivery log: show another page of the same listing."""
+    query = update.callback_query
+    if query is None or context.user_data is None:
+        return
+    tr = user_translator(update.effective_user, context)
+    listing = context.user_data.get(LISTING_KEY)
+    found = _PAGE.fullmatch(query.data or "")
+    message = query.message
+    if (
+        found is None
+        or message is None
+        or not isinstance(listing, Listing)
+        or (listing.chat_id, listing.message_id) != (message.chat.id, message.message_id)
+    ):
+        await query.answer(tr.gettext("This list has expired. Send /deliveries again."))
+        return
+    text, keyboard = await _render_page(context, listing, int(found.group(1)), tr)
+    try:
+        await query.edit_message_text(text, reply_markup=keyboard)
+    except BadRequest as error:
+        # A second press of the same button, before the first one's edit arrived.
+        if "not modified" not in error.message.lower():
+            raise
+    await query.answer()
+
+
+# --- staff roles -------------------------------------------------------------------------
+
+
+def _user_id(value: str) -> int:
+    if not _USER_ID.fullmatch(value) or not 0 < int(value) <= _MAX_USER_ID:
+        raise InvalidUserId(value=_shorten(value, 32))
+    return int(value)
+
+
+def parse_grant_args(args: Sequence[str]) -> tuple[int, Role]:
+    """``USER_ID ROLE``."""
+    if len(args) != 2:
+        raise GrantUsage(choices=", ".join(ROLES))
+    user_id = _user_id(args[0])
+    if args[1].lower() not in ROLES:
+        raise UnknownRole(value=_shorten(args[1], 32), choices=", ".join(ROLES))
+    return user_id, Role(args[1].lower())
+
+
+def parse_revoke_args(args: Sequence[str]) -> int:
+    """``USER_ID``."""
+    if len(args) != 1:
+        raise RevokeUsage()
+    return _user_id(args[0])
+
+
+@requires(Role.ADMIN)
+async def grant(update: Update, context: BotContext) -> None:
+    """``/grant USER_ID ROLE``: give someone a staff role, replacing the one they had."""
+    admin = update.effective_user
+    if admin is None:
+        return
+    tr = user_translator(admin, context)
+    try:
+        user_id, role = parse_grant_args(context.args or [])
+    except ValidationError as error:
+        await reply(update, error.render(tr.gettext))
+        return
+    if user_id == admin.id:
+        await reply(update, tr.gettext("You cannot change your own role. Ask another admin."))
+        return
+    async with context.sessions.begin() as session:
+        await store.grant(
+            session, user_id=user_id, role=role, actor=f"user:{admin.id}", now=context.clock.now()
+        )
+    await reply(
+        update,
+        # TRANSLATORS: %(role)s stays in English: admin, coordinator or staff.
+        tr.gettext("User %(user)d is now %(role)s.") % {"user": user_id, "role": role},
+    )
+
+
+@requires(Role.ADMIN)
+async def revoke(update: Update, context: BotContext) -> None:
+    """``/revoke USER_ID``: take someone's staff role away."""
+    admin = update.effective_user
+    if admin is None:
+        return
+    tr = user_translator(admin, context)
+    try:
+        user_id = parse_revoke_args(context.args or [])
+    except ValidationError as error:
+        await reply(update, error.render(tr.gettext))
+        return
+    if user_id == admin.id:
+        await reply(update, tr.gettext("You cannot revoke your own role. Ask another admin."))
+        return
+    async with context.sessions.begin() as session:
+        revoked = await store.revoke(
+            session, user_id=user_id, actor=f"user:{admin.id}", now=context.clock.now()
+        )
+    if revoked:
+        text = tr.gettext("User %(user)d no longer has a staff role.")
+    else:
+        text = tr.gettext("User %(user)d has no staff role.")
+    await reply(update, text % {"user": user_id})
 
 
 def handlers() -> Handlers:
     """The staff commands and buttons."""
-    return []
+    return [
+        CommandHandler("deliveries", deliveries, filters=PRIVATE),
+        CallbackQueryHandler(deliveries_page, pattern=f"^{PAGE_PREFIX}"),
+        CommandHandler("grant", grant, filters=PRIVATE),
+        CommandHandler("revoke", revoke, filters=PRIVATE),
+    ]

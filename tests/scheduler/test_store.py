@@ -219,6 +219,29 @@ async def test_add_course_validates_before_changing_anything(sessions: Sessions)
         assert patient.plan_version == 1
 
 
+async def test_course_after_a_confirmed_early_one(sessions: Sessions) -> None:
+    [enrolled] = await enroll(sessions)
+
+    async def add(start: date, *, early: bool) -> None:
+        async with sessions.begin() as session:
+            await store.add_course(
+                session,
+                patient_id=enrolled.patient_id,
+                start=start,
+                days=None,
+                allow_early=early,
+                actor="cli",
+                now=NOW,
+                late_window=WINDOW,
+            )
+
+    await add(date(2026, 11, 2), early=True)
+    # The early course 2 stays accepted: course 3 is checked against course 2 only.
+    await add(date(2027, 11, 2), early=False)
+    with pytest.raises(CourseTooEarly, match="Course 4 starts 2028-03-01"):
+        await add(date(2028, 3, 1), early=False)
+
+
 async def test_timezone_change_moves_unsent_only(sessions: Sessions) -> None:
     [enrolled] = await enroll(sessions)
     pid = enrolled.patient_id

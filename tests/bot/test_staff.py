@@ -1,0 +1,388 @@
+"""/deliveries, /grant and /revoke through the fake Bot API with PTB's real HTTP stack."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from scheduler import store
+from scheduler.models import AuditEvent, DeliveryEvent, Reminder, ReminderStatus, Role
+from tests.bot.conftest import ADMIN, Harness
+from tests.fake_bot_api import FakeUser, SentMessage
+
+ANNA = FakeUser(id=4242, first_name="Anna", language_code="de")
+MALLORY = FakeUser(id=6666, first_name="Mallory", language_code="en")
+SAM = FakeUser(id=2002, first_name="Sam", language_code="en")
+COCO = FakeUser(id=2003, first_name="Coco", language_code="en")
+
+NOT_AVAILABLE = "This command is not available."
+NO_DELIVERIES = "No deliveries match."
+S = ReminderStatus
+# 9:00 AM as Babel writes it for English: a narrow no-break space before AM.
+NINE = "9:00\u202fAM"
+
+
+def utc(day: int, hour: int, minute: int = 0, *, month: int = 1, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+async def set_history(
+    harness: Harness,
+    label: str,
+    occurrence: str,
+    status: ReminderStatus,
+    events: list[dict[str, Any]],
+    *,
+    attempts: int,
+) -> None:
+    """Give the reminder of ``label`` a status and its history, as the dispatcher would."""
+    async with harness.sessions.begin() as session:
+        patient = await store.patient_by_label(session, label=label)
+        assert patient is not None
+        reminder_id = await session.scalar(
+            select(Reminder.id).where(
+                Reminder.patient_id == patient.id, Reminder.occurrence == occurrence
+            )
+        )
+        assert reminder_id is not None
+        await session.execute(
+            update(Reminder)
+            .where(Reminder.id == reminder_id)
+            .values(status=status, attempts=attempts)
+        )
+        session.add_all(DeliveryEvent(reminder_id=reminder_id, **event) for event in events)
+
+
+@pytest.fixture
+async def log(harness: Harness) -> Harness:
+    """Two patients in Berlin, enrolled a week before their first course; eleven days later
+    each has 7 reminders due: 2 course announcements, 1 anti-herpes, 4 post-infusion."""
+    await harness.enroll("MS-001")
+    await harness.enroll("MS-002")
+    await set_history(
+        harness,
+        "MS-001",
+        "c1-7d",
+        S.ACKNOWLEDGED,
+        [
+            {"status": S.SENDING, "at": utc(29, 8, month=12, year=2025)},
+            {"status": S.SENT, "at": utc(29, 8, month=12, year=2025), "telegram_message_id": 17},
+            {"status": S.ACKNOWLEDGED, "at": utc(29, 9, 30, month=12, year=2025)},
+        ],
+        attempts=1,
+    )
+    await set_history(
+        harness,
+        "MS-001",
+        "c1-1d",
+        S.FAILED,
+        [
+            {"status": S.SENDING, "at": utc(4, 8)},
+            {"status": S.RETRYING, "at": utc(4, 8), "error_code": 502, "detail": "Bad Gateway"},
+            {"status": S.SENDING, "at": utc(4, 8, 1)},
+            {
+                "status": S.FAILED,
+                "at": utc(4, 8, 1),
+                "error_code": 400,
+                "detail": "Bad Request: chat not found",
+            },
+        ],
+        attempts=2,
+    )
+    await set_history(
+        harness,
+        "MS-002",
+        "c1-w0",
+        S.SENT,
+        [
+            {"status": S.SENDING, "at": utc(5, 8)},
+            {"status": S.SENT, "at": utc(5, 8), "telegram_message_id": 99},
+        ],
+        attempts=1,
+    )
+    harness.clock.current = utc(9, 12)
+    await harness.grant(SAM, Role.STAFF)
+    return harness
+
+
+async def turn(harness: Harness, user: FakeUser, listing: SentMessage, button: str) -> None:
+    """Press ◀ or ▶ under ``listing``: the message is edited, nothing new is sent."""
+    edits, sent = len(listing.edits), len(harness.api.messages(user.id))
+    await harness.press(user, listing, button, replies=0)
+    assert len(listing.edits) == edits + 1
+    assert len(harness.api.messages(user.id)) == sent
+
+
+async def test_deliveries_pages_with_buttons(log: Harness) -> None:
+    [listing] = await log.say(SAM, "/deliveries")
+    assert listing.text is not None
+    assert listing.text.startswith("Deliveries due so far, newest first: 1–5 of 14")
+    assert [b.text for b in listing.buttons] == ["▶"]
+    # Newest due first; the patients' post-infusion warnings of January 8 lead.
+    assert listing.text.count("After your infusion: warning signs") == 5
+    assert "Due: January 8, 2026, 6:00\u202fPM (Europe/Berlin)" in listing.text
+    assert "Status: planned" in listing.text
+
+    await turn(log, SAM, listing, "▶")
+    assert listing.text.startswith("Deliveries due so far, newest first: 6–10 of 14")
+    assert [b.text for b in listing.buttons] == ["◀", "▶"]
+    assert "Anti-herpes medicine — MS-002" in listing.text
+    assert "Status: sent (1 attempt)" in listing.text
+    assert f"• sent: January 5, 2026, {NINE}" in listing.text
+
+    await turn(log, SAM, listing, "▶")
+    assert listing.text.startswith("Deliveries due so far, newest first: 11–14 of 14")
+    assert [b.text for b in listing.buttons] == ["◀"]
+    failed = listing.text.split("\n\n")[2]
+    assert failed.split("\n") == [
+        "Treatment course coming up — MS-001",
+        f"Due: January 4, 2026, {NINE} (Europe/Berlin)",
+        "Status: failed (2 attempts)",
+        f"• sending: January 4, 2026, {NINE}",
+        f"• retrying: January 4, 2026, {NINE} (Bad Gateway, error 502)",
+        "• sending: January 4, 2026, 9:01\u202fAM",
+        "• failed: January 4, 2026, 9:01\u202fAM (Bad Request: chat not found, error 400)",
+    ]
+    assert "• acknowledged: December 29, 2025, 10:30\u202fAM" in listing.text
+
+    await turn(log, SAM, listing, "◀")
+    assert listing.text.startswith("Deliveries due so far, newest first: 6–10 of 14")
+    assert len(log.api.messages(SAM.id)) == 1
+
+
+async def test_page_buttons_do_not_trust_their_data(log: Harness) -> None:
+    [old] = await log.say(SAM, "/deliveries")
+    [listing] = await log.say(SAM, "/deliveries MS-001")
+    assert listing.text is not None
+    assert listing.text.startswith("Deliveries due so far, newest first: 1–5 of 7")
+    assert "Filter: patient MS-001" in listing.text
+    assert "MS-002" not in listing.text
+
+    # Pressing the page that is shown changes nothing (Telegram: "message is not modified").
+    shown = listing.text
+    press = await log.api.press_button(SAM, listing, "deliveries:page:0", forge=True)
+    assert "text" not in await log.api.wait_for_answer(press)
+    assert (listing.text, listing.edits) == (shown, [])
+
+    # A page far beyond the end shows the last page.
+    press = await log.api.press_button(SAM, listing, "deliveries:page:999999", forge=True)
+    await log.api.wait_for_answer(press)
+    assert listing.text.startswith("Deliveries due so far, newest first: 6–7 of 7")
+    assert [b.text for b in listing.buttons] == ["◀"]
+
+    # Malformed pages, and the buttons of an older listing, only get a short answer.
+    shown = listing.text
+    for data in [
+        "deliveries:page:-1",
+        "deliveries:page:x",
+        "deliveries:page:1 ",
+        "deliveries:page:1234567",
+    ]:
+        press = await log.api.press_button(SAM, listing, data, forge=True)
+        answer = await log.api.wait_for_answer(press)
+        assert answer["text"] == "This list has expired. Send /deliveries again."
+    press = await log.api.press_button(SAM, old, text="▶")
+    answer = await log.api.wait_for_answer(press)
+    assert answer["text"] == "This list has expired. Send /deliveries again."
+    assert listing.text == shown
+    assert old.edits == []
+    assert len(log.api.messages(SAM.id)) == 2
+
+    # Someone whose role was revoked cannot turn pages any more.
+    async with log.sessions.begin() as session:
+        await store.revoke(session, user_id=SAM.id, actor="test", now=log.clock.now())
+    [refused] = await log.press(SAM, listing, "◀")
+    assert refused.text == NOT_AVAILABLE
+    assert listing.text == shown
+
+
+async def test_deliveries_filters(log: Harness) -> None:
+    [failed] = await log.say(SAM, "/deliveries failed")
+    [also_failed] = await log.say(SAM, "/deliveries MS-001 FAILED")
+    for message in (failed, also_failed):
+        assert message.text is not None
+        assert message.text.startswith("Deliveries due so far, newest first: 1–1 of 1")
+        assert "Bad Request: chat not found, error 400" in message.text
+        assert message.buttons == []
+    assert "Filter: status failed" in str(failed.text)
+    assert "Filter: patient MS-001, status failed" in str(also_failed.text)
+
+    [sent] = await log.say(SAM, "/deliveries MS-002 sent")
+    assert "Anti-herpes medicine — MS-002" in str(sent.text)
+    # An unknown label reads exactly like a known one without matching deliveries.
+    [unknown] = await log.say(SAM, "/deliveries MS-404")
+    [none] = await log.say(SAM, "/deliveries MS-002 failed")
+    [odd] = await log.say(SAM, "/deliveries ../etc/passwd")
+    assert unknown.text == none.text == odd.text == NO_DELIVERIES
+    assert unknown.buttons == none.buttons == []
+
+
+async def test_long_histories_show_their_latest_changes(log: Harness) -> None:
+    retries = [
+        {"status": status, "at": utc(5, 17, minute), "error_code": code}
+        for minute in range(6)
+        for status, code in [(S.SENDING, None), (S.RETRYING, 429)]
+    ]
+    await set_history(log, "MS-002", "c1-d0", S.RETRYING, retries, attempts=6)
+    [listing] = await log.say(SAM, "/deliveries retrying")
+    assert listing.text is not None
+    lines = listing.text.split("\n")
+    assert lines[5] == "Status: retrying (6 attempts)"
+    assert lines[6:] == [
+        "• … 4 earlier changes",
+        *[
+            f"• {status}: January 5, 2026, 6:0{minute}\u202fPM" + suffix
+            for minute in range(2, 6)
+            for status, suffix in [("sending", ""), ("retrying", " (error 429)")]
+        ],
+    ]
+
+
+async def test_deliveries_bad_arguments(log: Harness) -> None:
+    [bad] = await log.say(SAM, "/deliveries MS-001 falied")
+    assert bad.text == (
+        "falied is not a delivery status. Choose one of: planned, sending, retrying, sent, "
+        "acknowledged, failed, cancelled, expired, skipped."
+    )
+    [usage] = await log.say(SAM, "/deliveries MS-001 failed now")
+    assert usage.text is not None
+    assert usage.text.startswith("Usage: /deliveries [LABEL] [STATUS]")
+
+
+async def test_forgotten_patients_stay_in_the_log(log: Harness) -> None:
+    async with log.sessions.begin() as session:
+        patient = await store.patient_by_label(session, label="MS-002")
+        assert patient is not None
+        await store.forget(session, patient_id=patient.id, actor="test", now=log.clock.now())
+    [cancelled] = await log.say(SAM, "/deliveries cancelled")
+    assert cancelled.text is not None
+    assert cancelled.text.startswith("Deliveries due so far, newest first: 1–5 of 6")
+    assert "MS-002" not in cancelled.text
+    assert cancelled.text.count("— (forgotten patient)") == 5
+    assert "(consent withdrawn)" in cancelled.text
+    [gone] = await log.say(SAM, "/deliveries MS-002")
+    assert gone.text == NO_DELIVERIES
+
+
+async def test_grant_and_revoke_by_an_admin(harness: Harness) -> None:
+    await harness.enroll("MS-001")
+    [refused] = await harness.say(SAM, "/deliveries")
+    assert refused.text == NOT_AVAILABLE
+
+    [granted] = await harness.say(ADMIN, f"/grant {SAM.id} staff")
+    assert granted.text == f"User {SAM.id} is now staff."
+    [listing] = await harness.say(SAM, "/deliveries")
+    assert listing.text == NO_DELIVERIES  # nothing is due yet
+
+    [promoted] = await harness.say(ADMIN, f"/grant {SAM.id} Coordinator")
+    assert promoted.text == f"User {SAM.id} is now coordinator."
+    async with harness.sessions() as session:
+        assert await store.role_of(session, user_id=SAM.id) is Role.COORDINATOR
+
+    [revoked] = await harness.say(ADMIN, f"/revoke {SAM.id}")
+    assert revoked.text == f"User {SAM.id} no longer has a staff role."
+    [again] = await harness.say(ADMIN, f"/revoke {SAM.id}")
+    assert again.text == f"User {SAM.id} has no staff role."
+    [refused] = await harness.say(SAM, "/deliveries")
+    assert refused.text == NOT_AVAILABLE
+
+    async with harness.sessions() as session:
+        audit = (
+            await session.execute(
+                select(AuditEvent.actor, AuditEvent.action, AuditEvent.target, AuditEvent.detail)
+                .where(AuditEvent.action.in_(["role.grant", "role.revoke"]))
+                .where(AuditEvent.actor != "config")
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    actor, target = f"user:{ADMIN.id}", f"user:{SAM.id}"
+    assert [tuple(row) for row in audit] == [
+        (actor, "role.grant", target, "staff"),
+        (actor, "role.grant", target, "coordinator"),
+        (actor, "role.revoke", target, None),
+    ]
+
+
+async def test_admins_cannot_change_their_own_role(harness: Harness) -> None:
+    [revoke] = await harness.say(ADMIN, f"/revoke {ADMIN.id}")
+    assert revoke.text == "You cannot revoke your own role. Ask another admin."
+    [grant] = await harness.say(ADMIN, f"/grant {ADMIN.id} staff")
+    assert grant.text == "You cannot change your own role. Ask another admin."
+    async with harness.sessions() as session:
+        assert await store.role_of(session, user_id=ADMIN.id) is Role.ADMIN
+    # Another admin may.
+    await harness.grant(COCO, Role.ADMIN)
+    [revoked] = await harness.say(COCO, f"/revoke {ADMIN.id}")
+    assert revoked.text == f"User {ADMIN.id} no longer has a staff role."
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("/grant", "Usage: /grant USER_ID ROLE, with ROLE one of: admin, coordinator, staff."),
+        ("/grant 2002", "Usage: /grant USER_ID ROLE, with ROLE one of: admin, coordinator, staff."),
+        (
+            "/grant 2002 staff now",
+            "Usage: /grant USER_ID ROLE, with ROLE one of: admin, coordinator, staff.",
+        ),
+        ("/grant abc staff", "abc is not a Telegram user id. Use the number, e.g. 123456789."),
+        ("/grant -5 staff", "-5 is not a Telegram user id. Use the number, e.g. 123456789."),
+        ("/grant 0 staff", "0 is not a Telegram user id. Use the number, e.g. 123456789."),
+        ("/grant 1_000 staff", "1_000 is not a Telegram user id. Use the number, e.g. 123456789."),
+        (
+            "/grant 99999999999999999999 staff",
+            "99999999999999999999 is not a Telegram user id. Use the number, e.g. 123456789.",
+        ),
+        ("/grant 2002 owner", "owner is not a role. Choose one of: admin, coordinator, staff."),
+        ("/revoke", "Usage: /revoke USER_ID"),
+        ("/revoke 2002 2003", "Usage: /revoke USER_ID"),
+        ("/revoke @sam", "@sam is not a Telegram user id. Use the number, e.g. 123456789."),
+    ],
+)
+async def test_grant_and_revoke_bad_arguments(
+    harness: Harness, command: str, expected: str
+) -> None:
+    await harness.grant(SAM, Role.STAFF)
+    [answer] = await harness.say(ADMIN, command)
+    assert answer.text == expected
+    async with harness.sessions() as session:
+        assert await store.role_of(session, user_id=SAM.id) is Role.STAFF
+        changes = await session.scalars(
+            select(AuditEvent.id).where(
+                AuditEvent.action.in_(["role.grant", "role.revoke"]),
+                AuditEvent.actor == f"user:{ADMIN.id}",
+            )
+        )
+        assert changes.all() == []
+
+
+async def test_only_admins_grant_and_revoke(harness: Harness) -> None:
+    await harness.consented(ANNA)
+    await harness.grant(SAM, Role.STAFF)
+    await harness.grant(COCO, Role.COORDINATOR)
+    attempts = [
+        (MALLORY, f"/grant {MALLORY.id} admin", "grant"),
+        (ANNA, f"/grant {ANNA.id} admin", "grant"),
+        (SAM, f"/grant {SAM.id} admin", "grant"),
+        (COCO, f"/revoke {SAM.id}", "revoke"),
+        (MALLORY, "/deliveries", "deliveries"),
+        (ANNA, "/deliveries MS-001", "deliveries"),
+    ]
+    for user, command, _ in attempts:
+        [answer] = await harness.say(user, command)
+        # Anna's language is German; without a German catalog she reads English.
+        assert answer.text == NOT_AVAILABLE
+    async with harness.sessions() as session:
+        denied = (
+            await session.execute(
+                select(AuditEvent.actor, AuditEvent.target)
+                .where(AuditEvent.action == "access.denied")
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+        roles = [await store.role_of(session, user_id=user.id) for user in (MALLORY, ANNA, SAM)]
+    assert [tuple(row) for row in denied] == [
+        (f"user:{user.id}", target) for user, _, target in attempts
+    ]
+    assert roles == [None, None, Role.STAFF]
