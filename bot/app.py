@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
@@ -66,6 +67,7 @@ def build_application(
         postgres=not is_sqlite(engine),
         limiter=RateLimiter(per_second=settings.rate_limit or None),
     )
+    app.bot_data.dispatcher.running = lambda: app.running
     register_handlers(app)
     assert app.job_queue is not None
     # misfire_grace_time=None: a late tick still runs (PTB's default would drop it after
@@ -126,21 +128,34 @@ async def prepare_database(engine: AsyncEngine, settings: Settings, clock: Clock
         await store.bootstrap_admins(session, user_ids=settings.admin_ids, now=clock.now())
 
 
-def run_polling(settings: Settings, clock: Clock) -> None:
-    """Run the bot with long polling until SIGINT or SIGTERM.
+def serve(settings: Settings, clock: Clock) -> None:
+    """Run the bot until SIGINT or SIGTERM: a webhook server when REMINDBOT_WEBHOOK_URL is
+    set, else long polling.
 
-    Only one process may poll one bot token; Telegram answers a second one with a conflict.
+    Only one process may poll one bot token (Telegram answers a second with a conflict);
+    with a webhook, several replicas can share one PostgreSQL behind a load balancer.
+    On SIGTERM the message being sent is finished and the rest of its batch released.
     """
     engine = create_engine(settings.database_url)
     app = build_application(settings=settings, engine=engine, clock=clock)
 
     async def startup(_: Application) -> None:  # type: ignore[type-arg]
         await prepare_database(engine, settings, clock)
-        log.info("remindbot started as @%s, polling", app.bot.username)
+        log.info("remindbot started as @%s", app.bot.username)
 
     async def shutdown(_: Application) -> None:  # type: ignore[type-arg]
         await engine.dispose()
 
     app.post_init = startup
     app.post_shutdown = shutdown
-    app.run_polling(allowed_updates=Update.ALL_TYPES)
+    if settings.webhook_url and settings.webhook_secret:
+        app.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        app.run_polling(allowed_updates=Update.ALL_TYPES)

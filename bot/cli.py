@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
-from bot.app import DatabaseNotMigrated, run_polling
+from bot.app import DatabaseNotMigrated, serve
 from bot.calendar import plan_calendar
 from bot.i18n import available_locales
 from bot.i18n import gettext as _
@@ -34,12 +34,20 @@ from bot.settings import Settings, SettingsError, load_settings
 from bot.texts import KIND_TITLES
 from scheduler import store
 from scheduler.clock import SystemClock
-from scheduler.db import create_engine, database_label, is_migrated, is_sqlite, migrate
+from scheduler.db import (
+    create_engine,
+    database_label,
+    is_migrated,
+    is_sqlite,
+    migrate,
+    reading,
+)
+from scheduler.deliveries import DeliveryEntry, Position, delivery_log
 from scheduler.errors import CourseTooEarly, ValidationError
-from scheduler.models import Role
+from scheduler.models import ReminderStatus, Role
 from scheduler.planner import PlanItem, Profile, plan
 from scheduler.protocol import DEFAULT_PROPHYLAXIS_DAYS, Kind
-from scheduler.validation import build_profile, check_locale, parse_course
+from scheduler.validation import build_profile, check_locale, parse_course, parse_date
 
 USAGE_ERROR = 2
 
@@ -467,6 +475,180 @@ def patients_command(output: str) -> None:
     Console(highlight=False).print(table)
 
 
+def _day_start(text: str | None, *, option: str, next_day: bool = False) -> datetime | None:
+    """Midnight UTC at the start of a YYYY-MM-DD date (or of the day after it)."""
+    if text is None:
+        return None
+    try:
+        day = parse_date(text)
+    except ValidationError as error:
+        raise click.BadParameter(error.render(_), param_hint=option) from None
+    if next_day:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@cli.command("deliveries")
+@click.option("--patient", "label", help=_("Only this patient's reminders (their label)."))
+@click.option("--status", type=click.Choice([s.value for s in ReminderStatus]))
+@click.option("--kind", type=click.Choice([k.value for k in Kind]))
+@click.option("--since", metavar="DATE", help=_("Due on or after this day (UTC), YYYY-MM-DD."))
+@click.option(
+    "--until",
+    metavar="DATE",
+    help=_("Due on or before this day (UTC), YYYY-MM-DD. Default: due until now."),
+)
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help=_("At most this many reminders (default: 50 for a table, all for csv and json)."),
+)
+def deliveries_command(
+    label: str | None,
+    status: str | None,
+    kind: str | None,
+    since: str | None,
+    until: str | None,
+    output: str,
+    limit: int | None,
+) -> None:
+    """The delivery log: every reminder, newest due first, with its status history."""
+    settings = _settings()
+    filters: dict[str, Any] = {
+        "label": label,
+        "status": status,
+        "kind": kind,
+        "since": _day_start(since, option="--since"),
+        "until": _day_start(until, option="--until", next_day=True) or _now(),
+    }
+    wanted = limit if limit is not None else (50 if output == "table" else 0)
+
+    async def fetch() -> list[DeliveryEntry]:
+        entries: list[DeliveryEntry] = []
+        after: Position | None = None
+        async with _database(settings) as sessions:
+            while not wanted or len(entries) < wanted:
+                batch = min(1000, wanted - len(entries)) if wanted else 1000
+                # A short read per batch: a long export never holds the database.
+                async with reading(sessions) as session:
+                    page = await delivery_log(session, limit=batch, after=after, **filters)
+                entries += page
+                if len(page) < batch:
+                    break
+                after = page[-1].position
+        return entries
+
+    entries = _run(fetch())
+    if output == "json":
+        click.echo(json.dumps([_entry_json(entry) for entry in entries], indent=2))
+    elif output == "csv":
+        _write_deliveries_csv(entries)
+    else:
+        _print_deliveries(entries)
+
+
+def _local(moment: datetime, zone: str) -> str:
+    return moment.astimezone(ZoneInfo(zone)).isoformat(timespec="minutes")
+
+
+def _entry_json(entry: DeliveryEntry) -> dict[str, Any]:
+    return {
+        "reminder_id": entry.reminder_id,
+        "label": entry.label,
+        "kind": entry.kind,
+        "occurrence": entry.occurrence,
+        "due": _local(entry.due_at, entry.timezone),
+        "status": entry.status,
+        "attempts": entry.attempts,
+        "history": [
+            {
+                "status": change.status,
+                "at": change.at.isoformat(),
+                "telegram_message_id": change.telegram_message_id,
+                "error_code": change.error_code,
+                "detail": change.detail,
+            }
+            for change in entry.history
+        ],
+    }
+
+
+def _write_deliveries_csv(entries: Sequence[DeliveryEntry]) -> None:
+    """One row per status change, so the whole history fits a spreadsheet."""
+    writer = csv.writer(sys.stdout)
+    writer.writerow(
+        [
+            "reminder_id",
+            "label",
+            "kind",
+            "occurrence",
+            "due",
+            "status",
+            "event_status",
+            "event_at",
+            "telegram_message_id",
+            "error_code",
+            "detail",
+        ]
+    )
+    for entry in entries:
+        head = [
+            entry.reminder_id,
+            entry.label or "",
+            entry.kind,
+            entry.occurrence,
+            _local(entry.due_at, entry.timezone),
+            entry.status,
+        ]
+        for change in entry.history or [None]:
+            if change is None:
+                writer.writerow([*head, "", "", "", "", ""])
+            else:
+                writer.writerow(
+                    [
+                        *head,
+                        change.status,
+                        change.at.isoformat(),
+                        change.telegram_message_id or "",
+                        change.error_code or "",
+                        change.detail or "",
+                    ]
+                )
+
+
+def _print_deliveries(entries: Sequence[DeliveryEntry]) -> None:
+    table = Table(
+        title=_("Delivery log: %(count)d reminders") % {"count": len(entries)},
+        title_justify="left",
+    )
+    for column in (_("Due"), _("Patient"), _("Reminder"), _("Status"), _("History")):
+        table.add_column(column)
+    for entry in entries:
+        history = "\n".join(
+            " ".join(
+                part
+                for part in (
+                    change.status,
+                    change.at.astimezone(ZoneInfo(entry.timezone)).strftime("%Y-%m-%d %H:%M"),
+                    f"[{change.error_code}]" if change.error_code else "",
+                    change.detail or "",
+                )
+                if part
+            )
+            for change in entry.history
+        )
+        table.add_row(
+            _local(entry.due_at, entry.timezone),
+            entry.label or _("(erased)"),
+            _(KIND_TITLES[Kind(entry.kind)]),
+            entry.status,
+            history,
+        )
+    Console(highlight=False).print(table)
+
+
 @cli.group("course")
 def course_group() -> None:
     """Treatment courses of enrolled patients."""
@@ -552,16 +734,18 @@ def _configure_logging() -> None:
     )
     # httpx logs every request URL, and Telegram's URLs contain the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # APScheduler reports every run of the dispatcher tick; the tick logs what it did.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @cli.command("run")
 def run_command() -> None:
-    """Run the bot with long polling (stop it with Ctrl+C or SIGTERM)."""
+    """Run the bot: long polling, or a webhook server if REMINDBOT_WEBHOOK_URL is set."""
     settings = _settings()
     settings.token()
     _configure_logging()
     try:
-        run_polling(settings, SystemClock())
+        serve(settings, SystemClock())
     except InvalidToken:
         raise click.UsageError(_("TELEGRAM_BOT_TOKEN was rejected by Telegram.")) from None
     except DatabaseNotMigrated as error:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_SECRET")
     )
+    webhook_listen: str = Field(
+        "0.0.0.0", validation_alias=AliasChoices("REMINDBOT_WEBHOOK_LISTEN")
+    )
+    webhook_port: int = Field(
+        8443, ge=1, le=65535, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_PORT")
+    )
     late_window_hours: int = Field(
         72, gt=0, le=24 * 14, validation_alias=AliasChoices("REMINDBOT_LATE_WINDOW_HOURS")
     )

@@ -91,6 +91,10 @@ class Outcome:
         return cls(Result.SENT, message_id=message_id)
 
 
+# Not sent because the dispatcher is stopping: back to the queue, not counted as an attempt.
+_RELEASED = Outcome(Result.RATE_LIMITED, description="released before sending")
+
+
 class AlertKind(StrEnum):
     SYMPTOMS = "symptoms"
     MISSED_TEST = "missed_test"
@@ -221,6 +225,9 @@ class Dispatcher:
     max_backoff: timedelta = timedelta(hours=1)
     limiter: RateLimiter | None = None
     paused_until: datetime | None = None
+    # Tells whether the host application is still running; when it stops (SIGTERM), the
+    # batch in flight finishes and the rest is released.
+    running: Callable[[], bool] = lambda: True
     _stopping: bool = False
     _waiting: list[tuple[Sequence[_Claimed], asyncio.Future[bool]]] = field(default_factory=list)
     _checking: bool = False
@@ -246,7 +253,7 @@ class Dispatcher:
         report.deliveries = len(deliveries)
         for start in range(0, len(deliveries), self.concurrency):
             chunk = deliveries[start : start + self.concurrency]
-            if self._stopping or self._paused():
+            if self._stopping or not self.running() or self._paused():
                 await self._release(deliveries[start:], report)
                 break
             outcomes = await asyncio.gather(*(self._send(d, items) for d, items in chunk))
@@ -420,6 +427,8 @@ class Dispatcher:
         meanwhile, or another process took the reminders over."""
         if self.limiter is not None:
             await self.limiter.acquire(delivery.chat_id)
+        if self._stopping or not self.running():
+            return _RELEASED
         if self._paused():
             return Outcome(Result.RATE_LIMITED)
         if not await self._still_ours(items):
@@ -528,17 +537,14 @@ class Dispatcher:
             return
         report.by_result[outcome.result] = report.by_result.get(outcome.result, 0) + 1
         if outcome.result is Result.RATE_LIMITED:
-            wait = outcome.retry_after or timedelta(seconds=1)
+            # A 429, a send held back by one, or a release at shutdown: not an attempt.
             if outcome.retry_after is not None:
-                self.paused_until = max(self.paused_until or now, now + wait)
+                self.paused_until = max(self.paused_until or now, now + outcome.retry_after)
+            ready = self.paused_until if self.paused_until and self.paused_until > now else now
             await session.execute(
                 update(Reminder)
                 .where(ours, Reminder.status == SENDING)
-                .values(
-                    status=RETRYING,
-                    ready_at=self.paused_until or now + wait,
-                    attempts=Reminder.attempts - 1,
-                )
+                .values(status=RETRYING, ready_at=ready, attempts=Reminder.attempts - 1)
             )
             await store.append_events(
                 session,
@@ -548,7 +554,10 @@ class Dispatcher:
                 code=outcome.error_code,
                 detail=outcome.description or "paused for Telegram's rate limit",
             )
-            report.retrying += len(ids)
+            if outcome is _RELEASED:
+                report.released += len(ids)
+            else:
+                report.retrying += len(ids)
             return
         attempts = max(i.attempts for i in items)
         if outcome.result is Result.TRANSIENT and attempts < self.max_attempts:

@@ -247,3 +247,44 @@ def test_patients_course_add_and_roles(capsys: pytest.CaptureFixture[str], workd
     code, _, err = run(["grant", "42", "owner"], capsys)
     assert code == 2
     assert count(StaffUser, workdir) == 0
+
+
+def test_deliveries_log_formats_and_filters(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    # Enrolled now for a course in January 2026: the reminders already due were skipped.
+    assert run([*ENROLL, "--course", "2027-01-04"], capsys)[0] == 0
+    code, out, _ = run(["deliveries", "--format", "json", "--status", "skipped"], capsys)
+    assert code == 0
+    entries = json.loads(out)
+    assert entries
+    assert all(e["status"] == "skipped" and e["label"] == "MS-001" for e in entries)
+    assert entries[0]["history"][0]["detail"] == "before enrolment"
+    dues = [e["due"] for e in entries]
+    assert dues == sorted(dues, reverse=True)  # newest first
+
+    code, out, _ = run(
+        [
+            "deliveries",
+            "--format",
+            "csv",
+            "--kind",
+            "labs_monthly",
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-31",
+        ],
+        capsys,
+    )
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [(r["occurrence"], r["event_status"]) for r in rows] == [("m2", "skipped")]
+    assert rows[0]["due"] == "2026-03-05T09:00+01:00"
+
+    code, out, _ = run(["deliveries", "--patient", "NOBODY"], capsys)
+    assert code == 0
+    assert "Delivery log: 0 reminders" in out
+
+    code, _, err = run(["deliveries", "--status", "lost"], capsys)
+    assert code == 2
+    assert "'lost' is not one of" in err
