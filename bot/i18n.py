@@ -22,6 +22,10 @@ from babel.support import Translations
 
 SOURCE_LOCALE = "en"
 DOMAIN = "messages"
+# The languages the bot ships; a missing or empty catalog among them is reported.
+SHIPPED_LOCALES = frozenset({"en", "de", "fr", "es", "it", "pt_BR", "ru", "uk", "fa", "ar"})
+# Unicode isolates keep a date whole inside right-to-left text.
+_ISOLATE, _POP_ISOLATE = "\u2068", "\u2069"
 
 
 def locales_dir() -> Path:
@@ -79,8 +83,11 @@ class Translator:
         return self.catalog.ngettext(singular, plural, n)
 
     def date(self, day: date) -> str:
-        """``day`` as a long date: "February 5, 2026", "5. Februar 2026"."""
-        return format_date(day, format="long", locale=_babel_locale(self.locale))
+        """``day`` as a long date: "February 5, 2026", "5. Februar 2026"; isolated from
+        the surrounding sentence in right-to-left languages."""
+        locale = _babel_locale(self.locale)
+        text = format_date(day, format="long", locale=locale)
+        return f"{_ISOLATE}{text}{_POP_ISOLATE}" if locale.text_direction == "rtl" else text
 
     def time(self, at: time) -> str:
         """A time of day in the short form: "9:00 AM", "09:00"."""
@@ -121,3 +128,26 @@ def negotiate(language_code: str | None, *, default: str) -> str:
     # A bare language ("pt") takes the shipped regional variant ("pt_BR").
     language = wanted.split("_")[0].lower()
     return next((code for code in shipped if code.split("_")[0].lower() == language), default)
+
+
+def catalog_problems() -> list[str]:
+    """What is wrong with the shipped catalogs: missing, unreadable, or translating nothing.
+
+    Babel falls back to untranslated text silently; this makes the gap visible at start-up
+    and in ``remindbot doctor``.
+    """
+    problems = []
+    for locale in sorted(SHIPPED_LOCALES - {SOURCE_LOCALE}):
+        path = _catalog_path(locale)
+        if not path.is_file():
+            problems.append(f"{locale}: no catalog")
+            continue
+        try:
+            with path.open("rb") as po:
+                catalog = read_po(po, locale=locale)
+        except Exception as error:  # a broken file, whatever the parser says
+            problems.append(f"{locale}: unreadable catalog ({type(error).__name__})")
+            continue
+        if not any(message.id and message.string for message in catalog):
+            problems.append(f"{locale}: the catalog translates nothing")
+    return problems
