@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
+from bot import messages
 from bot.app import DatabaseNotMigrated, serve
 from bot.calendar import plan_calendar
-from bot.i18n import available_locales
+from bot.i18n import Translator, available_locales, translator
 from bot.i18n import gettext as _
 from bot.importer import parse_file
 from bot.invites import invite_link, write_qr
@@ -132,6 +133,12 @@ def _profile(
     default="table",
     show_default=True,
 )
+@click.option("--locale", default="en", show_default=True, help=_("Language of the texts."))
+@click.option(
+    "--render",
+    is_flag=True,
+    help=_("Print the messages the patient would receive, in order, in --locale."),
+)
 def plan_command(
     courses: Sequence[str],
     timezone: str,
@@ -140,17 +147,34 @@ def plan_command(
     prophylaxis_days: int,
     allow_early_course: bool,
     output: str,
+    locale: str,
+    render: bool,
 ) -> None:
     """Print the reminder plan for a course history (no database, no token needed)."""
     profile = _profile(courses, timezone, send_time, cbp, prophylaxis_days, allow_early_course)
+    locale = _locale(locale)
     items = plan(profile)
-    if output == "json":
+    if render:
+        _print_messages(profile, items, translator(locale))
+    elif output == "json":
         click.echo(json.dumps([_item_json(item) for item in items], indent=2))
     elif output == "ics":
         ics = plan_calendar(items, gettext=_, stamp=SystemClock().now())
         click.echo(ics.decode(), nl=False)
     else:
         _print_table(profile, items)
+
+
+def _print_messages(profile: Profile, items: Sequence[PlanItem], tr: Translator) -> None:
+    """Every message of the plan as the patient would read it: one per instant."""
+    by_instant: dict[datetime, list[PlanItem]] = {}
+    for item in items:
+        by_instant.setdefault(item.due, []).append(item)
+    for due, bundle in by_instant.items():
+        click.echo(f"── {tr.date(due.date())}, {tr.time(due.time())} ({due:%z}) ──")
+        parts = [(item.kind, item.about) for item in bundle]
+        click.echo(messages.bundle_text(parts, cbp=profile.cbp, tr=tr))
+        click.echo()
 
 
 def _item_json(item: PlanItem) -> dict[str, object]:

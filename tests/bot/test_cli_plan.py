@@ -122,3 +122,27 @@ def test_console_script_reports_without_traceback() -> None:
     assert result.stderr.strip() == (
         "remindbot: Nowhere is not a known time zone. Use a name such as Europe/Berlin."
     )
+
+
+def test_render_prints_every_message_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run([*BERLIN, "--render", "--locale", "en"], capsys)
+    assert (code, err) == (0, "")
+    headers = [line for line in out.splitlines() if line.startswith("── ")]
+    assert headers[0] == "── December 29, 2025, 9:00\u202fAM (+0100) ──"
+    # One message per instant: 114 reminders, bundled where due together.
+    assert len(headers) == out.count("This is an automated reminder.")
+    assert 60 < len(headers) < 114
+    assert "It is time for your monthly blood and urine tests" in out
+    assert "%(" not in out
+
+
+def test_render_in_german_formats_dates(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run([*BERLIN, "--render", "--locale", "de"], capsys)
+    assert code == 0
+    assert "── 5. Februar 2026, 09:00 (+0100) ──" in out
+
+
+def test_render_refuses_an_unknown_locale(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run([*BERLIN, "--render", "--locale", "xx"], capsys)
+    assert code == 2
+    assert "xx is not an available language" in err
