@@ -12,6 +12,8 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from bot.context import BotContext, RemindbotApp, Services
 from bot.handlers import coordinator, patient, reminders, staff
 from bot.handlers.errors import on_error
+from bot.health import HealthServer
+from bot.i18n import catalog_problems
 from bot.sender import TelegramSender
 from bot.settings import Settings
 from scheduler import store
@@ -139,11 +141,27 @@ def serve(settings: Settings, clock: Clock) -> None:
     engine = create_engine(settings.database_url)
     app = build_application(settings=settings, engine=engine, clock=clock)
 
+    dispatcher = app.bot_data.dispatcher
+    assert dispatcher is not None
+    health = HealthServer(
+        sessions=session_factory(engine),
+        dispatcher=dispatcher,
+        clock=clock,
+        tick_seconds=settings.tick_seconds,
+        host=settings.health_listen,
+        port=settings.health_port,
+    )
+
     async def startup(_: Application) -> None:  # type: ignore[type-arg]
         await prepare_database(engine, settings, clock)
+        for problem in catalog_problems():
+            log.error("translations: %s", problem)
+        if settings.health_port:
+            await health.start()
         log.info("remindbot started as @%s", app.bot.username)
 
     async def shutdown(_: Application) -> None:  # type: ignore[type-arg]
+        await health.stop()
         await engine.dispose()
 
     app.post_init = startup

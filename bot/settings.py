@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     webhook_port: int = Field(
         8443, ge=1, le=65535, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_PORT")
     )
+    # /healthz and /metrics; 0 turns the endpoint off. Listen on 0.0.0.0 for a scraper
+    # outside the host or container.
+    health_port: int = Field(
+        8080, ge=0, le=65535, validation_alias=AliasChoices("REMINDBOT_HEALTH_PORT")
+    )
+    health_listen: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("REMINDBOT_HEALTH_LISTEN")
+    )
     late_window_hours: int = Field(
         72, gt=0, le=24 * 14, validation_alias=AliasChoices("REMINDBOT_LATE_WINDOW_HOURS")
     )

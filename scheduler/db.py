@@ -54,6 +54,9 @@ def _sqlite_begin(connection: Connection) -> None:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite files get WAL mode, foreign keys, a busy timeout and
     transactions that take the write lock when they begin."""
+    if not url.startswith("sqlite"):
+        # A server restart leaves dead connections in the pool: test each before use.
+        kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         event.listen(engine.sync_engine, "connect", _sqlite_connect)

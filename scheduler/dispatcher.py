@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -211,6 +211,36 @@ class TickReport:
 
 
 @dataclass
+class Stats:
+    """What the dispatcher did since the process started: for health checks and metrics."""
+
+    ticks: int = 0
+    last_tick_at: datetime | None = None
+    reminders: Counter[str] = field(default_factory=Counter)  # by status reached
+    messages: Counter[str] = field(default_factory=Counter)  # by Telegram result
+    telegram_ok_at: datetime | None = None
+    telegram_failed_at: datetime | None = None
+
+    def add(self, report: TickReport, now: datetime) -> None:
+        self.ticks += 1
+        self.last_tick_at = now
+        for status in ("sent", "retrying", "failed", "expired", "released"):
+            self.reminders[status] += getattr(report, status)
+        self.messages.update(report.by_result)
+        if report.by_result.keys() - {Result.TRANSIENT}:
+            self.telegram_ok_at = now  # Telegram answered, even if with an error
+        if Result.TRANSIENT in report.by_result:
+            self.telegram_failed_at = now
+
+    @property
+    def telegram_reachable(self) -> bool:
+        """False if the latest exchange with Telegram failed (None seen yet: True)."""
+        if self.telegram_failed_at is None:
+            return True
+        return self.telegram_ok_at is not None and self.telegram_ok_at >= self.telegram_failed_at
+
+
+@dataclass
 class Dispatcher:
     sessions: async_sessionmaker[AsyncSession]
     sender: Sender
@@ -228,6 +258,7 @@ class Dispatcher:
     # Tells whether the host application is still running; when it stops (SIGTERM), the
     # batch in flight finishes and the rest is released.
     running: Callable[[], bool] = lambda: True
+    stats: Stats = field(default_factory=Stats)
     _stopping: bool = False
     _waiting: list[tuple[Sequence[_Claimed], asyncio.Future[bool]]] = field(default_factory=list)
     _checking: bool = False
@@ -244,11 +275,17 @@ class Dispatcher:
         """Claim what is due and send it."""
         report = TickReport()
         now = self.clock.now()
-        if self._stopping or (self.paused_until and now < self.paused_until):
-            return report
+        try:
+            if not self._stopping and not (self.paused_until and now < self.paused_until):
+                await self._dispatch(now, report)
+        finally:
+            self.stats.add(report, self.clock.now())
+        return report
+
+    async def _dispatch(self, now: datetime, report: TickReport) -> None:
         claimed = await self._claim(now, report)
         if not claimed:
-            return report
+            return
         deliveries = await self._deliveries(claimed)
         report.deliveries = len(deliveries)
         for start in range(0, len(deliveries), self.concurrency):
@@ -258,7 +295,6 @@ class Dispatcher:
                 break
             outcomes = await asyncio.gather(*(self._send(d, items) for d, items in chunk))
             await self._record(list(zip(chunk, outcomes, strict=True)), report)
-        return report
 
     def _paused(self) -> bool:
         return self.paused_until is not None and self.clock.now() < self.paused_until

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from bot.i18n import negotiate, translator
 from scheduler import store
 from scheduler.models import AuditEvent, DeliveryEvent, Reminder, ReminderStatus, Role
 from tests.bot.conftest import ADMIN, Harness
@@ -371,8 +372,9 @@ async def test_only_admins_grant_and_revoke(harness: Harness) -> None:
     ]
     for user, command, _ in attempts:
         [answer] = await harness.say(user, command)
-        # Anna's language is German; without a German catalog she reads English.
-        assert answer.text == NOT_AVAILABLE
+        # Each reads it in their Telegram language: German for Anna.
+        expected = translator(negotiate(user.language_code, default="en")).gettext(NOT_AVAILABLE)
+        assert answer.text == expected
     async with harness.sessions() as session:
         denied = (
             await session.execute(

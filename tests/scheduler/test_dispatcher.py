@@ -49,6 +49,7 @@ async def add_due(
     patients: int,
     per_patient: int,
     bundle: int = 1,
+    first: int = 0,
 ) -> None:
     """``patients`` active patients, each with ``per_patient`` queued reminders due before
     NOW, ``bundle`` of them at each instant."""
@@ -57,21 +58,25 @@ async def add_due(
             insert(Patient),
             [
                 {
-                    "label": f"P{n}",
+                    "label": f"P{first + n}",
                     "locale": "en",
                     "timezone": "UTC",
                     "send_time": time(9),
                     "cbp": False,
                     "prophylaxis_days": 30,
                     "status": "active",
-                    "chat_id": 10_000 + n,
+                    "chat_id": 10_000 + first + n,
                     "plan_version": 1,
                     "created_at": NOW,
                 }
                 for n in range(patients)
             ],
         )
-        ids = list(await session.scalars(select(Patient.id).order_by(Patient.id)))
+        ids = list(
+            await session.scalars(
+                select(Patient.id).where(Patient.chat_id >= 10_000 + first).order_by(Patient.id)
+            )
+        )
         rows = []
         for pid in ids:
             for n in range(per_patient):

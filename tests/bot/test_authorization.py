@@ -1,0 +1,555 @@
+"""The authorization matrix: every command for a stranger, a patient, staff, a care
+coordinator and an admin.
+
+``MATRIX`` states, for each command the running bot answers, what each of the five people
+gets. The commands come from the application itself (``test_the_matrix_covers_every_command``),
+so a new command without a row fails. The outcomes:
+
+- DENIED: exactly "This command is not available.", one ``access.denied`` audit event with
+  the user as actor, nothing else stored, nothing sent anywhere else; with a label argument,
+  the same answer and audit event whether or not a patient has that label.
+- CARE_TEAM: the patient-only answer for someone who is not a patient ("... ask your care
+  team ..."), nothing stored at all.
+- ALLOWED: the command's own first reply (a distinguishing fragment of it).
+- SILENT: no reply and nothing stored (``/cancel`` outside a conversation).
+
+Each row starts from one world (see ``world``); before each actor's turn the database is put
+back as it was, so that every actor finds the same state whatever the one before was allowed
+to change. Every attempt is followed by a probe (``/start``): the bot handles one update at a
+time, so the probe's reply right after the expected replies shows there were no more. A
+command that would start a conversation is followed, when refused, by a plain text that must
+not be taken as an answer; when allowed, by ``/cancel``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from telegram.ext import BaseHandler, CommandHandler, ConversationHandler
+
+from scheduler import store
+from scheduler.models import Base, Role
+from tests.bot.conftest import ADMIN, Harness
+from tests.fake_bot_api import FakeUser, SentMessage, WaitTimeout
+
+STRANGER = FakeUser(id=6001, first_name="Sid", language_code="en")
+PATIENT = FakeUser(id=5001, first_name="Pat", language_code="en")
+STAFF = FakeUser(id=2001, first_name="Sam", language_code="en")
+COORDINATOR = FakeUser(id=3001, first_name="Cora", language_code="en")
+# Somebody an admin gives or takes a role in /grant and /revoke.
+OTHER_USER_ID = 777
+
+
+class Actor(Enum):
+    STRANGER = "stranger"
+    PATIENT = "patient"
+    STAFF = "staff"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+USERS = {
+    Actor.STRANGER: STRANGER,
+    Actor.PATIENT: PATIENT,
+    Actor.STAFF: STAFF,
+    Actor.COORDINATOR: COORDINATOR,
+    Actor.ADMIN: ADMIN,
+}
+
+NOT_AVAILABLE = "This command is not available."
+ASK_CARE_TEAM = "ask your care team"
+# A command whose reply is known for everyone and which stores nothing.
+PROBE = "/start"
+PROBE_REPLY = "This link is not valid or has expired. Please ask your care team for a new invite."
+PATIENT_PROBE_REPLY = "You are already signed up. Send /help to see what you can do."
+# Sent after a refused conversation command: it must not be taken as an answer.
+ANSWER = "08:30"
+LABEL = re.compile(r"\bMS-\d{3}\b")
+UNKNOWN_LABEL = "MS-404"
+
+
+class Outcome(Enum):
+    DENIED = "denied"
+    CARE_TEAM = "care team"
+    ALLOWED = "allowed"
+    SILENT = "silent"
+
+
+@dataclass(frozen=True)
+class Expect:
+    outcome: Outcome
+    # ALLOWED: a fragment of the first reply, and one it must not contain.
+    fragment: str = ""
+    absent: str | None = None
+
+
+DENIED = Expect(Outcome.DENIED)
+CARE_TEAM = Expect(Outcome.CARE_TEAM)
+SILENT = Expect(Outcome.SILENT)
+
+
+def allowed(fragment: str, *, absent: str | None = None) -> Expect:
+    return Expect(Outcome.ALLOWED, fragment, absent)
+
+
+Prepare = Callable[[Harness], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One command: what to send, and what each actor gets."""
+
+    command: str
+    expect: dict[Actor, Expect]
+    # How many messages an allowed answer consists of.
+    replies: int = 1
+    # For a command that starts a conversation: what ends it, and a fragment of that reply.
+    ends_with: tuple[str, str] | None = None
+    # Brings the world to where the allowed command has something to do.
+    prepare: Prepare | None = None
+
+    @property
+    def name(self) -> str:
+        return self.command.split()[0].removeprefix("/")
+
+
+def row(
+    command: str,
+    stranger: Expect,
+    patient: Expect,
+    staff: Expect,
+    coordinator: Expect,
+    admin: Expect,
+    *,
+    replies: int = 1,
+    ends_with: tuple[str, str] | None = None,
+    prepare: Prepare | None = None,
+) -> Row:
+    expect = {
+        Actor.STRANGER: stranger,
+        Actor.PATIENT: patient,
+        Actor.STAFF: staff,
+        Actor.COORDINATOR: coordinator,
+        Actor.ADMIN: admin,
+    }
+    return Row(command, expect, replies, ends_with, prepare)
+
+
+async def pause_ms001(harness: Harness) -> None:
+    """MS-001 (the patient's enrolment) paused, so that /resume has something to do."""
+    async with harness.sessions.begin() as session:
+        found = await store.patient_by_label(session, label="MS-001")
+        assert found is not None
+        await store.pause(session, patient_id=found.id, actor="test", now=harness.clock.now())
+
+
+async def grant_other_user(harness: Harness) -> None:
+    """OTHER_USER_ID is staff, so that /revoke has something to do."""
+    async with harness.sessions.begin() as session:
+        await store.grant(
+            session, user_id=OTHER_USER_ID, role=Role.STAFF, actor="test", now=harness.clock.now()
+        )
+
+
+CANCEL_PREFERENCE = ("/cancel", "OK, nothing has changed.")
+# Columns:  stranger, patient, staff, coordinator, admin.
+MATRIX = (
+    # --- the patient's commands ---------------------------------------------------------
+    row(
+        "/start",
+        CARE_TEAM,
+        allowed("You are already signed up."),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+    ),
+    row(
+        "/help",
+        CARE_TEAM,
+        allowed("What you can do:\n/next", absent="Staff commands"),
+        allowed("Staff commands:\n/deliveries [LABEL] [STATUS]", absent="/enroll"),
+        allowed("/enroll: enrol a patient", absent="/grant"),
+        allowed("/grant USER_ID ROLE: give a staff role"),
+    ),
+    row(
+        "/next",
+        CARE_TEAM,
+        allowed("Your next reminders (Europe/Berlin time):\n• "),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+    ),
+    row(
+        "/time",
+        CARE_TEAM,
+        allowed("Your reminders come at 9:00\u202fAM.\nSend the new time as HH:MM"),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+        ends_with=CANCEL_PREFERENCE,
+    ),
+    row(
+        "/timezone",
+        CARE_TEAM,
+        allowed("Your time zone is Europe/Berlin.\nChoose your time zone below"),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+        ends_with=CANCEL_PREFERENCE,
+    ),
+    # Only a fallback of the /time, /timezone and /enroll conversations: outside them,
+    # nobody gets an answer.
+    row("/cancel", SILENT, SILENT, SILENT, SILENT, SILENT),
+    row(
+        "/language",
+        CARE_TEAM,
+        allowed("Choose your language:"),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+    ),
+    row(
+        "/calendar",
+        CARE_TEAM,
+        allowed("Your upcoming reminders as a calendar file."),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+    ),
+    row(
+        "/mydata",
+        CARE_TEAM,
+        allowed("What is stored about you:\n• Label from your clinic: MS-001"),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+        replies=2,  # the summary, then the JSON file
+    ),
+    row(
+        "/stop",
+        CARE_TEAM,
+        allowed("Stop all reminders?"),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+    ),
+    row(
+        "/forget",
+        CARE_TEAM,
+        allowed("Erase your data?"),
+        CARE_TEAM,
+        CARE_TEAM,
+        CARE_TEAM,
+    ),
+    # --- the coordinator's commands -------------------------------------------------------
+    row(
+        "/enroll",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("New enrolment. Nothing is saved until you confirm"),
+        allowed("New enrolment. Nothing is saved until you confirm"),
+        ends_with=("/cancel", "Enrolment cancelled. Nothing was saved."),
+    ),
+    row(
+        "/course MS-001 2027-01-04",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("Recorded for MS-001; the reminders are re-planned.\nCourse 2: January 4, 2027"),
+        allowed("Recorded for MS-001; the reminders are re-planned.\nCourse 2: January 4, 2027"),
+    ),
+    row(
+        "/patients",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("Patients 1–2 of 2:\n• MS-001: active"),
+        allowed("Patients 1–2 of 2:\n• MS-001: active"),
+    ),
+    row(
+        "/patient MS-001",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("Patient MS-001\nStatus: active"),
+        allowed("Patient MS-001\nStatus: active"),
+    ),
+    row(
+        "/pause MS-001",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("MS-001 is paused: no reminders are sent until /resume."),
+        allowed("MS-001 is paused: no reminders are sent until /resume."),
+    ),
+    row(
+        "/resume MS-001",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("MS-001 is active again"),
+        allowed("MS-001 is active again"),
+        prepare=pause_ms001,
+    ),
+    row(
+        "/invite MS-002",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("New invite for MS-002; the previous link no longer works."),
+        allowed("New invite for MS-002; the previous link no longer works."),
+        replies=2,  # the link, then its QR code
+    ),
+    # --- staff and admins -----------------------------------------------------------------
+    row(
+        "/deliveries MS-001",
+        DENIED,
+        DENIED,
+        allowed("Deliveries due so far, newest first: 1–1 of 1\nFilter: patient MS-001"),
+        allowed("Deliveries due so far, newest first: 1–1 of 1\nFilter: patient MS-001"),
+        allowed("Deliveries due so far, newest first: 1–1 of 1\nFilter: patient MS-001"),
+    ),
+    row(
+        f"/grant {OTHER_USER_ID} staff",
+        DENIED,
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed(f"User {OTHER_USER_ID} is now staff."),
+    ),
+    row(
+        f"/revoke {OTHER_USER_ID}",
+        DENIED,
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed(f"User {OTHER_USER_ID} no longer has a staff role."),
+        prepare=grant_other_user,
+    ),
+)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+Snapshot = dict[str, list[dict[str, Any]]]
+
+
+async def snapshot(harness: Harness) -> Snapshot:
+    """Every row of every table."""
+    async with harness.sessions() as session:
+        tables: Snapshot = {}
+        for table in Base.metadata.sorted_tables:
+            rows = await session.execute(select(table).order_by(*table.primary_key.columns))
+            tables[table.name] = [row._asdict() for row in rows]
+    return tables
+
+
+async def restore(harness: Harness, tables: Snapshot) -> None:
+    """Put every table back as it was in ``tables``."""
+    async with harness.sessions.begin() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
+        for table in Base.metadata.sorted_tables:
+            if tables[table.name]:
+                await session.execute(table.insert(), tables[table.name])
+
+
+def new_audit_events(before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
+    """The audit events added between the snapshots; fails if anything else changed."""
+    assert {name: rows for name, rows in after.items() if name != "audit_event"} == {
+        name: rows for name, rows in before.items() if name != "audit_event"
+    }
+    old = before["audit_event"]
+    assert after["audit_event"][: len(old)] == old
+    return after["audit_event"][len(old) :]
+
+
+def probe_reply(actor: Actor) -> str:
+    return PATIENT_PROBE_REPLY if actor is Actor.PATIENT else PROBE_REPLY
+
+
+def command_names(handlers: Iterable[BaseHandler[Any, Any, Any]]) -> set[str]:
+    """The commands of ``handlers``, inside conversations too."""
+    names: set[str] = set()
+    for handler in handlers:
+        if isinstance(handler, CommandHandler):
+            names |= handler.commands
+        elif isinstance(handler, ConversationHandler):
+            names |= command_names(handler.entry_points)
+            for state in handler.states.values():
+                names |= command_names(state)
+            names |= command_names(handler.fallbacks)
+    return names
+
+
+@dataclass
+class Mark:
+    """Where the conversation of one actor stood before an attempt."""
+
+    actor: Actor
+    before: int
+    total: int
+
+
+def mark(harness: Harness, actor: Actor) -> Mark:
+    user = USERS[actor]
+    return Mark(actor, len(harness.api.messages(user.id)), len(harness.api.all_messages()))
+
+
+async def answers_since(harness: Harness, since: Mark, expected: int) -> list[SentMessage]:
+    """The ``expected`` messages the bot sent the actor since ``since``, checked to be all:
+    the probe sent now is answered right after them, and nobody else got anything."""
+    user = USERS[since.actor]
+    await harness.api.send_text(user, PROBE)
+    try:
+        await harness.api.wait_for_message(user.id, count=since.before + expected + 1)
+    except WaitTimeout:
+        sent = [m.content for m in harness.api.messages(user.id)[since.before :]]
+        raise AssertionError(f"expected {expected} replies and the probe's; got {sent}") from None
+    sent_messages = harness.api.messages(user.id)[since.before :]
+    assert sent_messages[expected].content == probe_reply(since.actor), [
+        m.content for m in sent_messages
+    ]
+    assert len(harness.api.all_messages()) == since.total + expected + 1
+    return sent_messages[:expected]
+
+
+async def send(harness: Harness, actor: Actor, *texts: str, expected: int) -> list[SentMessage]:
+    since = mark(harness, actor)
+    for text in texts:
+        await harness.api.send_text(USERS[actor], text)
+    return await answers_since(harness, since, expected)
+
+
+def denial_of(event: dict[str, Any], actor: Actor) -> tuple[object, ...]:
+    """What the audit event of a denial records, checked to be that and nothing personal."""
+    assert event["actor"] == f"user:{USERS[actor].id}"
+    assert event["action"] == "access.denied"
+    assert event["target"]
+    assert not LABEL.search(event["target"])
+    assert event["detail"] is None
+    return event["actor"], event["action"], event["target"], event["detail"]
+
+
+# --- the world every row is tried in -----------------------------------------------------------
+
+
+@pytest.fixture
+async def world(harness: Harness) -> Harness:
+    """MS-001 consented in the patient's chat, MS-002 invited, a staff member and a care
+    coordinator; an hour later, so that each patient has a reminder due in the delivery log."""
+    await harness.consented(PATIENT, "MS-001")
+    await harness.enroll("MS-002")
+    await harness.grant(STAFF, Role.STAFF)
+    await harness.grant(COORDINATOR, Role.COORDINATOR)
+    harness.clock.advance(timedelta(hours=1))
+    return harness
+
+
+# --- the tests ---------------------------------------------------------------------------------
+
+
+async def test_the_matrix_covers_every_command(harness: Harness) -> None:
+    registered: set[str] = set()
+    for group in harness.app.handlers.values():
+        registered |= command_names(group)
+    names = [entry.name for entry in MATRIX]
+    assert len(names) == len(set(names)), "one row per command"
+    assert set(names) == registered
+    for entry in MATRIX:
+        assert set(entry.expect) == set(Actor), entry.name
+
+
+async def attempt_denied(
+    harness: Harness, entry: Row, actor: Actor, command: str
+) -> tuple[object, ...]:
+    """``command`` refused: the neutral answer and one audit event, nothing else."""
+    texts = [command, ANSWER] if entry.ends_with else [command]
+    before = await snapshot(harness)
+    [answer] = await send(harness, actor, *texts, expected=1)
+    assert answer.text == NOT_AVAILABLE, (command, actor, answer.content)
+    assert answer.reply_markup is None
+    [event] = new_audit_events(before, await snapshot(harness))
+    return (answer.text, *denial_of(event, actor))
+
+
+@pytest.mark.parametrize("entry", MATRIX, ids=[entry.name for entry in MATRIX])
+async def test_authorization_matrix(world: Harness, entry: Row) -> None:
+    if entry.prepare is not None:
+        await entry.prepare(world)
+    initial = await snapshot(world)
+    for actor in Actor:
+        # Each actor finds the same world, whatever the one before was allowed to change.
+        await restore(world, initial)
+        expect = entry.expect[actor]
+        where = f"{entry.command} as {actor.value}"
+        match expect.outcome:
+            case Outcome.DENIED:
+                denied = await attempt_denied(world, entry, actor, entry.command)
+                if LABEL.search(entry.command):
+                    # Whether a patient has the label makes no difference.
+                    unknown = LABEL.sub(UNKNOWN_LABEL, entry.command)
+                    assert await attempt_denied(world, entry, actor, unknown) == denied, where
+            case Outcome.CARE_TEAM:
+                texts = [entry.command, ANSWER] if entry.ends_with else [entry.command]
+                before = await snapshot(world)
+                [answer] = await send(world, actor, *texts, expected=1)
+                assert ASK_CARE_TEAM in (answer.content or ""), (where, answer.content)
+                assert answer.reply_markup is None, where
+                assert await snapshot(world) == before, where
+            case Outcome.SILENT:
+                before = await snapshot(world)
+                assert await send(world, actor, entry.command, expected=0) == [], where
+                assert await snapshot(world) == before, where
+            case Outcome.ALLOWED:
+                texts = [entry.command]
+                expected = entry.replies
+                if entry.ends_with:
+                    texts.append(entry.ends_with[0])
+                    expected += 1
+                answers = await send(world, actor, *texts, expected=expected)
+                first = answers[0].content or ""
+                assert expect.fragment in first, (where, first)
+                if expect.absent is not None:
+                    assert expect.absent not in first, (where, first)
+                if entry.ends_with:
+                    assert entry.ends_with[1] in (answers[-1].content or ""), where
+
+
+# Staff buttons, pressed with forged callback data by people who may not use them.
+FORGED_BUTTONS = {
+    "deliveries:page:2": (Actor.STRANGER, Actor.PATIENT),
+    "patients:page:2": (Actor.STRANGER, Actor.PATIENT, Actor.STAFF),
+    "course:early:confirm": (Actor.STRANGER, Actor.PATIENT, Actor.STAFF),
+    "enrol:summary:confirm": (Actor.STRANGER, Actor.PATIENT, Actor.STAFF),
+}
+
+
+@pytest.mark.parametrize("data", list(FORGED_BUTTONS))
+async def test_forged_staff_buttons_give_nothing_away(world: Harness, data: str) -> None:
+    # Enough patients for a second page of /patients.
+    for number in range(3, 13):
+        await world.enroll(f"MS-{number:03}")
+    for actor in FORGED_BUTTONS[data]:
+        user = USERS[actor]
+        [own] = await send(world, actor, PROBE, expected=1)  # a message in their own chat
+        shown = own.content
+        before = await snapshot(world)
+        since = mark(world, actor)
+        press = await world.api.press_button(user, own, data, forge=True)
+        answer = await world.api.wait_for_answer(press)
+        assert not answer.get("text"), (data, actor, answer)
+        assert (own.content, own.edits) == (shown, []), (data, actor, own.content)
+        [refused] = await answers_since(world, since, expected=1)
+        assert refused.text == NOT_AVAILABLE, (data, actor, refused.content)
+        assert refused.reply_markup is None
+        [event] = new_audit_events(before, await snapshot(world))
+        denial_of(event, actor)
