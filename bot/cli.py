@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import logging
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,15 +20,17 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
-from bot import messages
+from bot import logs, messages
 from bot.app import DatabaseNotMigrated, serve
 from bot.calendar import plan_calendar
-from bot.i18n import Translator, available_locales, translator
+from bot.i18n import Translator, available_locales, catalog_problems, translator
 from bot.i18n import gettext as _
 from bot.importer import parse_file
 from bot.invites import invite_link, write_qr
@@ -752,22 +755,159 @@ def revoke_command(user_id: int) -> None:
     click.echo(_("User %(user)d no longer has a staff role.") % {"user": user_id})
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+async def doctor_checks(settings: Settings) -> list[Check]:
+    """Everything ``doctor`` looks at, in order; later checks need earlier ones."""
+    checks: list[Check] = []
+    engine = create_engine(settings.database_url)
+    where = database_label(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks.append(Check(_("database"), True, where))
+        migrated = await is_migrated(engine)
+        checks.append(
+            Check(_("migrations"), True, _("at the current schema"))
+            if migrated
+            else Check(
+                _("migrations"), False, _("behind the current schema"), _("run remindbot migrate")
+            )
+        )
+    except (SQLAlchemyError, OSError) as error:
+        checks.append(
+            Check(
+                _("database"),
+                False,
+                f"{where}: {type(error).__name__}",
+                _("check DATABASE_URL and that the database server is running"),
+            )
+        )
+    finally:
+        await engine.dispose()
+
+    problems = catalog_problems()
+    checks.append(
+        Check(
+            _("translations"),
+            not problems,
+            "; ".join(problems) or _("%(count)d languages") % {"count": len(available_locales())},
+            _("reinstall remindbot: its locales/ files are missing or damaged") if problems else "",
+        )
     )
-    # httpx logs every request URL, and Telegram's URLs contain the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # APScheduler reports every run of the dispatcher tick; the tick logs what it did.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    if settings.telegram_bot_token is None:
+        checks.append(
+            Check(
+                _("telegram"),
+                False,
+                _("TELEGRAM_BOT_TOKEN is not set"),
+                _("create a bot with @BotFather and set its token"),
+            )
+        )
+        return checks
+    try:
+        async with Bot(settings.token(), base_url=settings.telegram_api_base_url) as bot:
+            checks.append(Check(_("telegram"), True, f"@{bot.username}"))
+            info = await bot.get_webhook_info()
+    except InvalidToken:
+        checks.append(
+            Check(
+                _("telegram"),
+                False,
+                _("the token was rejected"),
+                _("check TELEGRAM_BOT_TOKEN with @BotFather"),
+            )
+        )
+        return checks
+    except TelegramError as error:
+        checks.append(
+            Check(
+                _("telegram"),
+                False,
+                f"{settings.telegram_api_base_url}: {error.message}",
+                _("check the network and TELEGRAM_API_BASE_URL"),
+            )
+        )
+        return checks
+    if settings.webhook_url:
+        same = info.url == settings.webhook_url
+        checks.append(
+            Check(
+                _("webhook"),
+                True,
+                _("set to REMINDBOT_WEBHOOK_URL")
+                if same
+                else _("not set yet: remindbot run sets it to REMINDBOT_WEBHOOK_URL"),
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                _("webhook"),
+                True,
+                _("none: long polling")
+                if not info.url
+                else _("a webhook is set; remindbot run (polling) will remove it"),
+            )
+        )
+    return checks
+
+
+@cli.command("doctor")
+def doctor_command() -> None:
+    """Check settings, database, schema, translations and Telegram; exit 1 on any failure."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        click.echo(f"FAIL  {_('settings')}: {error}")
+        sys.exit(1)
+    click.echo(f"OK    {_('settings')}")
+    failed = False
+    for check in _run(doctor_checks(settings)):
+        failed |= not check.ok
+        line = f"{'OK  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}"
+        click.echo(line + (f" ({_('hint')}: {check.hint})" if check.hint else ""))
+    sys.exit(1 if failed else 0)
+
+
+@cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def export_command(path: Path) -> None:
+    """Write a consistent backup of the SQLite database to PATH (while the bot runs)."""
+    settings = _settings()
+    url = make_url(settings.database_url)
+    if not url.drivername.startswith("sqlite"):
+        raise click.UsageError(
+            _(
+                "For PostgreSQL, back up with pg_dump, e.g. pg_dump --format=custom "
+                "--file=remindbot.dump DBNAME."
+            )
+        )
+    source = Path(url.database or "")
+    if not source.is_file():
+        raise click.UsageError(_("There is no database at %(path)s.") % {"path": source})
+    if path.exists():
+        raise click.UsageError(_("%(path)s already exists; choose another file.") % {"path": path})
+    # SQLite's online backup copies a consistent snapshot while the bot keeps writing.
+    with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(path)) as copy:
+        live.backup(copy)
+    click.echo(_("Backup written to %(path)s.") % {"path": path})
 
 
 @cli.command("run")
 def run_command() -> None:
     """Run the bot: long polling, or a webhook server if REMINDBOT_WEBHOOK_URL is set."""
     settings = _settings()
-    settings.token()
-    _configure_logging()
+    logs.configure(
+        level=settings.log_level, json_lines=settings.log_format == "json", token=settings.token()
+    )
     try:
         serve(settings, SystemClock())
     except InvalidToken:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     health_listen: str = Field(
         "127.0.0.1", validation_alias=AliasChoices("REMINDBOT_HEALTH_LISTEN")
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=AliasChoices("REMINDBOT_LOG_LEVEL")
+    )
+    log_format: Literal["plain", "json"] = Field(
+        "plain", validation_alias=AliasChoices("REMINDBOT_LOG_FORMAT")
+    )
     late_window_hours: int = Field(
         72, gt=0, le=24 * 14, validation_alias=AliasChoices("REMINDBOT_LATE_WINDOW_HOURS")
     )
@@ -84,6 +90,11 @@ class Settings(BaseSettings):
     rate_limit: float = Field(
         30.0, ge=0, le=1000, validation_alias=AliasChoices("REMINDBOT_RATE_LIMIT")
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("telegram_bot_token")
     @classmethod

@@ -201,6 +201,7 @@ async def start(update: Update, context: BotContext) -> None:
         return
     now = context.clock.now()
     token = context.args[0] if context.args else None
+    invited: Patient | None = None
     async with context.sessions.begin() as session:
         patient = await patient_of_chat(session, update)
         if patient is not None and patient.status != PatientStatus.WITHDRAWN:
@@ -217,11 +218,14 @@ async def start(update: Update, context: BotContext) -> None:
                 )
             return
         invite = await store.find_invite(session, token=token, now=now) if token else None
-        if invite is None or token is None:
-            await reply(update, _ask_care_team(user_translator(user, context)))
-            return
-        invited = await session.get(Patient, invite.patient_id)
-        assert invited is not None
+        if invite is not None:
+            invited = await session.get(Patient, invite.patient_id)
+    if token is None:  # not from an invite link: say what this bot is, or list commands
+        await help_command(update, context)
+        return
+    if invited is None:
+        await reply(update, _ask_care_team(user_translator(user, context)))
+        return
     assert context.user_data is not None
     context.user_data[INVITE_KEY] = token
     tr = translator(invited.locale)

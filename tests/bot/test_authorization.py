@@ -66,7 +66,7 @@ USERS = {
 NOT_AVAILABLE = "This command is not available."
 ASK_CARE_TEAM = "ask your care team"
 # A command whose reply is known for everyone and which stores nothing.
-PROBE = "/start"
+PROBE = "/start not-an-invite"
 PROBE_REPLY = "This link is not valid or has expired. Please ask your care team for a new invite."
 PATIENT_PROBE_REPLY = "You are already signed up. Send /help to see what you can do."
 # Sent after a refused conversation command: it must not be taken as an answer.
@@ -166,9 +166,9 @@ MATRIX = (
         "/start",
         CARE_TEAM,
         allowed("You are already signed up."),
-        CARE_TEAM,
-        CARE_TEAM,
-        CARE_TEAM,
+        allowed("Staff commands:\n/deliveries"),
+        allowed("/enroll: enrol a patient"),
+        allowed("/grant USER_ID ROLE"),
     ),
     row(
         "/help",
