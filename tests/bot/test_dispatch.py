@@ -286,3 +286,14 @@ async def test_withdrawal_while_a_batch_is_in_flight(harness: Harness) -> None:
         statuses = {r.status for r in await session.scalars(select(Reminder))}
     assert "sending" not in statuses
     assert "planned" not in statuses
+
+
+async def test_course_due_reaches_patient_and_coordinator(harness: Harness) -> None:
+    await consent_anna(harness)  # one course only: course 2 is due a year later
+    harness.clock.current = datetime(2026, 12, 6, 8, tzinfo=UTC)  # 09:00 in Berlin
+    await harness.tick()
+    assert "Next treatment course due" in harness.api.messages(ANNA.id)[-1].text
+    alert = await harness.api.wait_for_message(COORDINATOR.id)
+    assert alert.text == (
+        "Patient MS-001: the next treatment course is due around January 5, 2027."
+    )
