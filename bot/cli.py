@@ -863,17 +863,20 @@ async def doctor_checks(settings: Settings) -> list[Check]:
 @cli.command("doctor")
 def doctor_command() -> None:
     """Check settings, database, schema, translations and Telegram; exit 1 on any failure."""
+    name = _("settings")
     try:
         settings = load_settings()
     except SettingsError as error:
-        click.echo(f"FAIL  {_('settings')}: {error}")
+        click.echo(f"FAIL  {name}: {error}")
         sys.exit(1)
-    click.echo(f"OK    {_('settings')}")
+    click.echo(f"OK    {name}")
     failed = False
     for check in _run(doctor_checks(settings)):
         failed |= not check.ok
         line = f"{'OK  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}"
-        click.echo(line + (f" ({_('hint')}: {check.hint})" if check.hint else ""))
+        if check.hint:
+            line += " (" + _("hint: %(hint)s") % {"hint": check.hint} + ")"
+        click.echo(line)
     sys.exit(1 if failed else 0)
 
 
