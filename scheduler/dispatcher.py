@@ -313,14 +313,17 @@ class Dispatcher:
             # so a batch boundary never splits a message.
             groups = {(patient_id, ready_at) for _, patient_id, ready_at in first}
             taken = [row[0] for row in first]
-            siblings = select(Reminder.id).where(
-                Reminder.ready_at <= now,
-                tuple_(Reminder.patient_id, Reminder.ready_at).in_(list(groups)),
-                Reminder.id.not_in(taken),
-            )
-            if self.postgres:
-                siblings = siblings.with_for_update(skip_locked=True)
-            ids = taken + list(await session.scalars(siblings))
+            ids = list(taken)
+            if len(first) >= self.batch_size:  # a smaller batch took every due row already
+                siblings = select(Reminder.id).where(
+                    Reminder.patient_id.in_({patient_id for patient_id, _ in groups}),
+                    Reminder.ready_at <= now,
+                    tuple_(Reminder.patient_id, Reminder.ready_at).in_(list(groups)),
+                    Reminder.id.not_in(taken),
+                )
+                if self.postgres:
+                    siblings = siblings.with_for_update(skip_locked=True)
+                ids += list(await session.scalars(siblings))
             rows = (
                 await session.execute(
                     select(
@@ -450,6 +453,9 @@ class Dispatcher:
                 select(Reminder.id, Reminder.attempts)
                 .join(Patient, Patient.id == Reminder.patient_id)
                 .where(
+                    # The plain IN lets SQLite use the primary key; a row-value IN alone
+                    # makes it scan the table.
+                    Reminder.id.in_([reminder_id for reminder_id, _ in claims]),
                     tuple_(Reminder.id, Reminder.attempts).in_(claims),
                     Reminder.status == SENDING,
                     Patient.status == PatientStatus.ACTIVE,
@@ -516,6 +522,7 @@ class Dispatcher:
                 await session.execute(
                     update(Reminder)
                     .where(
+                        Reminder.id.in_([reminder_id for reminder_id, _ in claims]),
                         tuple_(Reminder.id, Reminder.attempts).in_(claims),
                         Reminder.status == SENDING,
                     )
