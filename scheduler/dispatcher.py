@@ -91,6 +91,9 @@ class Outcome:
         return cls(Result.SENT, message_id=message_id)
 
 
+# Sends go out this long after their rate-limit slot, whatever the pre-send check took.
+CHECK_ALLOWANCE = 0.03
+
 # Not sent because the dispatcher is stopping: back to the queue, not counted as an attempt.
 _RELEASED = Outcome(Result.RATE_LIMITED, description="released before sending")
 
@@ -156,8 +159,9 @@ class RateLimiter:
         self._chat_free: dict[int, float] = {}
         self._chat_locks: dict[int, asyncio.Lock] = {}
 
-    async def acquire(self, chat_id: int) -> None:
-        """Wait until a message to ``chat_id`` may go out, and take that slot."""
+    async def acquire(self, chat_id: int) -> float:
+        """Wait until a message to ``chat_id`` may go out, and take that slot (returned, in
+        monotonic seconds)."""
         lock = self._chat_locks.get(chat_id)
         if lock is None:
             lock = self._chat_locks[chat_id] = asyncio.Lock()
@@ -175,6 +179,14 @@ class RateLimiter:
                 self._chat_free[chat_id] = slot + self._chat_spacing
         if len(self._chat_locks) > 10_000:
             self._forget_idle_chats(now)
+        return slot
+
+    async def hold(self, slot: float, delay: float) -> None:
+        """Wait until ``delay`` after ``slot``: work done between taking a slot and sending
+        (a database check) then does not bunch sends together when its duration varies."""
+        wait = slot + delay - self._monotonic()
+        if wait > 0:
+            await self._sleep(wait)
 
     def _forget_idle_chats(self, now: float) -> None:
         self._chat_free = {c: t for c, t in self._chat_free.items() if t > now}
@@ -467,14 +479,15 @@ class Dispatcher:
     async def _send(self, delivery: Delivery, items: Sequence[_Claimed]) -> Outcome | None:
         """Send one message. None: not sent, because the patient withdrew or was paused
         meanwhile, or another process took the reminders over."""
-        if self.limiter is not None:
-            await self.limiter.acquire(delivery.chat_id)
+        slot = await self.limiter.acquire(delivery.chat_id) if self.limiter else None
         if self._stopping or not self.running():
             return _RELEASED
         if self._paused():
             return Outcome(Result.RATE_LIMITED)
         if not await self._still_ours(items):
             return None
+        if self.limiter is not None and slot is not None:
+            await self.limiter.hold(slot, CHECK_ALLOWANCE)
         return await self.sender.send(delivery)
 
     async def _release(
