@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
@@ -514,10 +514,25 @@ async def time_command(update: Update, context: BotContext) -> int:
     return ASKING_TIME
 
 
-async def time_received(update: Update, context: BotContext) -> int:
-    """The new send time: checked, stored, and the unsent reminders moved to it."""
+T = TypeVar("T")
+
+
+async def _preference_received(
+    update: Update,
+    context: BotContext,
+    *,
+    state: int,
+    parse: Callable[[str], T],
+    limit: int,
+    prompt: Callable[[Translator], str],
+    keyboard: ReplyKeyboardMarkup,
+    change: Callable[[T], dict[str, Any]],
+    done: Callable[[Translator, T], str],
+) -> int:
+    """An answer to /time or /timezone: checked (else asked again with the reason), stored,
+    and the unsent reminders moved to it."""
     if update.message is None or update.message.text is None:
-        return ASKING_TIME
+        return state
     async with reading(context.sessions) as session:
         patient = await current_patient(session, update)
     if patient is None:
@@ -525,26 +540,35 @@ async def time_received(update: Update, context: BotContext) -> int:
         return ConversationHandler.END
     tr = translator(patient.locale)
     try:
-        send_time = parse_send_time(_clip(update.message.text, MAX_TIME_INPUT))
+        value = parse(_clip(update.message.text, limit))
     except ValidationError as error:
         await reply(
-            update,
-            "\n".join([error.render(tr.gettext), _time_prompt(tr)]),
-            reply_markup=_choices(TIME_CHOICES, per_row=4),
+            update, "\n".join([error.render(tr.gettext), prompt(tr)]), reply_markup=keyboard
         )
-        return ASKING_TIME
-    changed = await _change(update, context, send_time=send_time)
+        return state
+    changed = await _change(update, context, **change(value))
     if changed is None:
         await _refuse(update, context)
         return ConversationHandler.END
-    await _confirm_change(
+    await _confirm_change(update, lambda tr: done(tr, value), *changed)
+    return ConversationHandler.END
+
+
+async def time_received(update: Update, context: BotContext) -> int:
+    """The new send time: checked, stored, and the unsent reminders moved to it."""
+    return await _preference_received(
         update,
-        lambda tr: (
+        context,
+        state=ASKING_TIME,
+        parse=parse_send_time,
+        limit=MAX_TIME_INPUT,
+        prompt=_time_prompt,
+        keyboard=_choices(TIME_CHOICES, per_row=4),
+        change=lambda send_time: {"send_time": send_time},
+        done=lambda tr, send_time: (
             tr.gettext("Your reminders now come at %(time)s.") % {"time": tr.time(send_time)}
         ),
-        *changed,
     )
-    return ConversationHandler.END
 
 
 def _timezone_prompt(tr: Translator) -> str:
@@ -579,33 +603,19 @@ async def timezone_command(update: Update, context: BotContext) -> int:
 
 async def timezone_received(update: Update, context: BotContext) -> int:
     """The new time zone (typed or chosen): checked, stored, the unsent reminders moved."""
-    if update.message is None or update.message.text is None:
-        return ASKING_TIMEZONE
-    async with reading(context.sessions) as session:
-        patient = await current_patient(session, update)
-    if patient is None:
-        await _refuse(update, context)
-        return ConversationHandler.END
-    tr = translator(patient.locale)
-    try:
-        zone = parse_timezone(_clip(update.message.text, MAX_TIMEZONE_INPUT))
-    except ValidationError as error:
-        await reply(
-            update,
-            "\n".join([error.render(tr.gettext), _timezone_prompt(tr)]),
-            reply_markup=_choices(COMMON_TIMEZONES, per_row=2),
-        )
-        return ASKING_TIMEZONE
-    changed = await _change(update, context, timezone=zone)
-    if changed is None:
-        await _refuse(update, context)
-        return ConversationHandler.END
-    await _confirm_change(
+    return await _preference_received(
         update,
-        lambda tr: tr.gettext("Your time zone is now %(timezone)s.") % {"timezone": zone.key},
-        *changed,
+        context,
+        state=ASKING_TIMEZONE,
+        parse=parse_timezone,
+        limit=MAX_TIMEZONE_INPUT,
+        prompt=_timezone_prompt,
+        keyboard=_choices(COMMON_TIMEZONES, per_row=2),
+        change=lambda zone: {"timezone": zone},
+        done=lambda tr, zone: (
+            tr.gettext("Your time zone is now %(timezone)s.") % {"timezone": zone.key}
+        ),
     )
-    return ConversationHandler.END
 
 
 async def cancel(update: Update, context: BotContext) -> int:
