@@ -14,6 +14,7 @@ from bot.handlers import coordinator, patient, reminders, staff
 from bot.handlers.errors import on_error
 from bot.health import HealthServer
 from bot.i18n import catalog_problems
+from bot.request import AiohttpRequest
 from bot.sender import TelegramSender
 from bot.settings import Settings
 from scheduler import store
@@ -50,9 +51,10 @@ def build_application(
         .token(settings.token())
         .base_url(settings.telegram_api_base_url)
         .context_types(ContextTypes(context=BotContext, bot_data=Services))
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .write_timeout(timeout)
+        .request(
+            AiohttpRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout)
+        )
+        .get_updates_request(AiohttpRequest(connection_pool_size=1, connect_timeout=timeout))
         .build()
     )
     sessions = session_factory(engine)

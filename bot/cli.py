@@ -34,6 +34,7 @@ from bot.i18n import Translator, available_locales, catalog_problems, translator
 from bot.i18n import gettext as _
 from bot.importer import parse_file
 from bot.invites import invite_link, write_qr
+from bot.request import AiohttpRequest
 from bot.settings import Settings, SettingsError, load_settings
 from bot.texts import KIND_TITLES
 from scheduler import store
@@ -269,6 +270,15 @@ async def _database(settings: Settings) -> AsyncIterator[async_sessionmaker[Asyn
         await engine.dispose()
 
 
+def _bot(settings: Settings) -> Bot:
+    return Bot(
+        settings.token(),
+        base_url=settings.telegram_api_base_url,
+        request=AiohttpRequest(),
+        get_updates_request=AiohttpRequest(connection_pool_size=1),
+    )
+
+
 async def _bot_username(settings: Settings) -> str:
     """The bot's @username for invite links: from the settings, else asked of Telegram."""
     if settings.bot_username:
@@ -278,7 +288,7 @@ async def _bot_username(settings: Settings) -> str:
             _("Set REMINDBOT_BOT_USERNAME or TELEGRAM_BOT_TOKEN so invite links can name the bot.")
         )
     try:
-        async with Bot(settings.token(), base_url=settings.telegram_api_base_url) as bot:
+        async with _bot(settings) as bot:
             return bot.username
     except InvalidToken:
         raise click.UsageError(_("TELEGRAM_BOT_TOKEN was rejected by Telegram.")) from None
@@ -813,7 +823,7 @@ async def doctor_checks(settings: Settings) -> list[Check]:
         )
         return checks
     try:
-        async with Bot(settings.token(), base_url=settings.telegram_api_base_url) as bot:
+        async with _bot(settings) as bot:
             checks.append(Check(_("telegram"), True, f"@{bot.username}"))
             info = await bot.get_webhook_info()
     except InvalidToken:

@@ -1,0 +1,136 @@
+"""python-telegram-bot's HTTP layer on aiohttp.
+
+PTB's default (``HTTPXRequest``) spends most of the bot's CPU per message in httpx and
+httpcore; sending reminders is nearly all HTTP, so the bot uses this lighter client for every
+Bot API call instead. It keeps PTB's contract: ``do_request`` returns the status and the raw
+body and PTB turns them into results and ``telegram.error`` exceptions; a timeout becomes
+``TimedOut`` and any other connection problem ``NetworkError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import aiohttp
+from telegram._utils.defaultvalue import DefaultValue
+from telegram._utils.types import ODVInput
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+log = logging.getLogger(__name__)
+
+FORM: Final = "application/x-www-form-urlencoded"
+
+
+class AiohttpRequest(BaseRequest):
+    """One aiohttp session with a pool of up to ``connection_pool_size`` keep-alive
+    connections. Timeouts are in seconds, as in ``HTTPXRequest``; ``None`` means no limit.
+
+    aiohttp has no write timeout of its own, so each request is also bounded as a whole by
+    the sum of its connect, pool, write and read timeouts (when all are set).
+    """
+
+    __slots__ = (
+        "_connect_timeout",
+        "_media_write_timeout",
+        "_pool_size",
+        "_pool_timeout",
+        "_read_timeout",
+        "_session",
+        "_write_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        connection_pool_size: int = 256,
+        read_timeout: float | None = 5.0,
+        write_timeout: float | None = 5.0,
+        connect_timeout: float | None = 5.0,
+        pool_timeout: float | None = 1.0,
+        media_write_timeout: float | None = 20.0,
+    ) -> None:
+        if connection_pool_size < 1:
+            raise ValueError("connection_pool_size must be at least 1")
+        self._pool_size = connection_pool_size
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._media_write_timeout = media_write_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._read_timeout
+
+    async def initialize(self) -> None:
+        if self._session is None or self._session.closed:
+            # Created here, inside the event loop that will use it, as aiohttp requires.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                headers={"User-Agent": self.USER_AGENT},
+                skip_auto_headers=("Accept-Encoding",),
+                auto_decompress=False,
+            )
+
+    async def shutdown(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+
+        files = request_data.multipart_data if request_data else None
+        body: aiohttp.FormData | str | None = None
+        headers: dict[str, str] | None = None
+        if files:
+            form = aiohttp.FormData()
+            for name, value in request_data.json_parameters.items():  # type: ignore[union-attr]
+                form.add_field(name, value)
+            for name, (filename, content, mime_type) in files.items():
+                form.add_field(name, content, filename=filename, content_type=mime_type)
+            body = form
+        elif request_data:
+            body = request_data.url_encoded_parameters()
+            headers = {"Content-Type": FORM}
+
+        read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
+        connect = (
+            self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
+        )
+        pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
+        write = (
+            (self._media_write_timeout if files else self._write_timeout)
+            if isinstance(write_timeout, DefaultValue)
+            else write_timeout
+        )
+        parts = (connect, pool, write, read)
+        timeout = aiohttp.ClientTimeout(
+            total=None if None in parts else sum(p for p in parts if p is not None),
+            connect=None if connect is None or pool is None else connect + pool,
+            sock_connect=connect,
+            sock_read=read,
+        )
+        try:
+            async with session.request(
+                method, url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                return response.status, await response.read()
+        except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
+            raise TimedOut from error
+        except aiohttp.ClientError as error:
+            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
