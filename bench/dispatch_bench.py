@@ -375,7 +375,7 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
         async with make_bot(base_url) as bot:
             dispatcher = Dispatcher(
                 sessions=sessions,
-                sender=TelegramSender(bot, alert_chat_id=None, alert_locale="en"),
+                sender=TelegramSender(bot, alert_locale="en"),
                 clock=clock,
                 late_window=DEFAULT_LATE_WINDOW,
                 postgres=kind == "postgresql",
@@ -511,7 +511,7 @@ async def limits(args: argparse.Namespace, kind: str) -> bool:
         async with make_bot(server.base_url) as bot:
             dispatcher = Dispatcher(
                 sessions=sessions,
-                sender=TelegramSender(bot, alert_chat_id=None, alert_locale="en"),
+                sender=TelegramSender(bot, alert_locale="en"),
                 clock=clock,
                 late_window=DEFAULT_LATE_WINDOW,
                 postgres=kind == "postgresql",

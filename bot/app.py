@@ -21,7 +21,7 @@ from scheduler import store
 from scheduler.clock import Clock
 from scheduler.db import create_engine, is_migrated, is_sqlite, migrate, session_factory
 from scheduler.dispatcher import Dispatcher, RateLimiter
-from scheduler.followups import sweep
+from scheduler.followups import SweepReport, sweep
 
 log = logging.getLogger(__name__)
 FOLLOW_UP_INTERVAL = 600  # seconds
@@ -63,13 +63,12 @@ def build_application(
     app.bot_data.clock = clock
     app.bot_data.dispatcher = Dispatcher(
         sessions=sessions,
-        sender=TelegramSender(
-            app.bot, alert_chat_id=settings.alert_chat_id, alert_locale=settings.default_locale
-        ),
+        sender=TelegramSender(app.bot, alert_locale=settings.default_locale),
         clock=clock,
         late_window=settings.late_window,
         postgres=not is_sqlite(engine),
         limiter=RateLimiter(per_second=settings.rate_limit or None),
+        alert_chat_id=settings.alert_chat_id,
     )
     app.bot_data.dispatcher.running = lambda: app.running
     register_handlers(app)
@@ -94,10 +93,8 @@ def build_application(
 
 
 async def follow_up(context: BotContext) -> None:
-    """Nudges for unconfirmed tests and alerts for missed ones."""
-    sender = context.dispatcher.sender
-    assert isinstance(sender, TelegramSender)
-    report = await sweep(context.sessions, sender, now=context.clock.now())
+    """The follow-up job: nudges for unconfirmed tests and alerts for missed ones."""
+    report = await follow_ups(context.bot_data)
     if report.nudged or report.alerted or report.failed:
         log.info(
             "follow-ups: %d nudges, %d alerts, %d not delivered",
@@ -107,9 +104,29 @@ async def follow_up(context: BotContext) -> None:
         )
 
 
+async def follow_ups(services: Services) -> SweepReport:
+    """One follow-up sweep at the services' clock; the alerts it raises are sent at once."""
+    dispatcher, sessions, clock = services.dispatcher, services.sessions, services.clock
+    assert dispatcher is not None
+    assert sessions is not None
+    assert clock is not None
+    assert isinstance(dispatcher.sender, TelegramSender)
+    report = await sweep(
+        sessions,
+        dispatcher.sender,
+        now=clock.now(),
+        alert_chat_id=dispatcher.alert_chat_id,
+    )
+    if report.alerted:
+        await dispatcher.send_alerts()
+    return report
+
+
 async def dispatch(context: BotContext) -> None:
     """The dispatcher tick: send what is due."""
     report = await context.dispatcher.tick()
+    if report.alerts:
+        log.info("dispatch: coordinator alerts %s", dict(report.alerts))
     if report.claimed or report.expired:
         log.info(
             "dispatch: %d claimed, %d sent, %d retrying, %d failed, %d expired",

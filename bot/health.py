@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scheduler.clock import Clock
 from scheduler.db import reading
 from scheduler.dispatcher import Dispatcher
-from scheduler.models import Patient, PatientStatus, Reminder, ReminderStatus
+from scheduler.models import (
+    AlertStatus,
+    CoordinatorAlert,
+    Patient,
+    PatientStatus,
+    Reminder,
+    ReminderStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,15 @@ class HealthServer:
                     )
                 ).all()
             )
+            alerts = dict(
+                (
+                    await session.execute(
+                        select(CoordinatorAlert.status, func.count()).group_by(
+                            CoordinatorAlert.status
+                        )
+                    )
+                ).all()
+            )
             oldest = await session.scalar(
                 select(func.min(Reminder.ready_at)).where(Reminder.ready_at <= now)
             )
@@ -106,6 +122,13 @@ class HealthServer:
             *(
                 f'remindbot_patients{{status="{status}"}} {patients.get(status, 0)}'
                 for status in PatientStatus
+            ),
+            "# HELP remindbot_alerts Coordinator alerts by current status (failed: never "
+            "delivered).",
+            "# TYPE remindbot_alerts gauge",
+            *(
+                f'remindbot_alerts{{status="{status}"}} {alerts.get(status, 0)}'
+                for status in AlertStatus
             ),
             "# HELP remindbot_queue_lag_seconds Age of the oldest reminder waiting to be sent.",
             "# TYPE remindbot_queue_lag_seconds gauge",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Final
 
@@ -12,12 +11,11 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from bot import messages
 from bot.i18n import Translator, translator
 from bot.texts import KIND_TITLES
-from scheduler.dispatcher import Alert, AlertKind, Delivery, Outcome, Result
+from scheduler.alerts import Alert, AlertKind
+from scheduler.dispatcher import Delivery, Outcome, Result
 from scheduler.errors import N_
 from scheduler.followups import MAX_SNOOZES, Nudge
 from scheduler.protocol import TEST_KINDS, Kind
-
-log = logging.getLogger(__name__)
 
 # Button actions in callback data "r:<reminder id>:<snoozes so far>:<action>".
 DONE, SNOOZE, SYMPTOMS, OK = "done", "snooze", "symptoms", "ok"
@@ -43,6 +41,7 @@ _ALERTS: Final = {
     AlertKind.COURSE_DUE: N_(
         "Patient %(label)s: the next treatment course is due around %(date)s."
     ),
+    # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's pseudonym.
     AlertKind.WITHDRAWN: N_("Patient %(label)s stopped the reminders (withdrew consent)."),
 }
 
@@ -87,11 +86,11 @@ def alert_text(alert: Alert, tr: Translator) -> str:
 
 
 class TelegramSender:
-    """Sends reminders and coordinator alerts with a PTB ``Bot``."""
+    """Sends reminders, nudges and coordinator alerts with a PTB ``Bot``; alerts are written
+    in ``alert_locale``."""
 
-    def __init__(self, bot: Bot, *, alert_chat_id: int | None, alert_locale: str) -> None:
+    def __init__(self, bot: Bot, *, alert_locale: str) -> None:
         self.bot = bot
-        self.alert_chat_id = alert_chat_id
         self.alert_locale = alert_locale
 
     async def send(self, delivery: Delivery) -> Outcome:
@@ -147,16 +146,5 @@ class TelegramSender:
         )
         return await self._send(nudge.chat_id, text, keyboard)
 
-    async def alert(self, alert: Alert) -> bool:
-        text = alert_text(alert, translator(self.alert_locale))
-        delivered = False
-        for chat_id in {alert.coordinator_id, self.alert_chat_id} - {None}:
-            assert chat_id is not None
-            try:
-                await self.bot.send_message(chat_id, text)
-                delivered = True
-            except TelegramError as error:
-                log.warning(
-                    "alert %s not delivered to a recipient: %s", alert.kind, type(error).__name__
-                )
-        return delivered
+    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        return await self._send(chat_id, alert_text(alert, translator(self.alert_locale)), None)

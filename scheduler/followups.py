@@ -18,7 +18,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler import store
-from scheduler.dispatcher import Alert, AlertKind, Outcome, Result
+from scheduler.alerts import Alert, AlertKind, queue_alert
+from scheduler.dispatcher import Outcome, Result
 from scheduler.models import Acknowledgement, Patient, PatientStatus, Reminder, ReminderStatus
 from scheduler.protocol import KIND_ORDER, TEST_KINDS, Kind
 
@@ -160,8 +161,6 @@ class Nudge:
 class FollowUpSender(Protocol):
     async def nudge(self, nudge: Nudge) -> Outcome: ...
 
-    async def alert(self, alert: Alert) -> bool: ...
-
 
 @dataclass
 class SweepReport:
@@ -176,13 +175,18 @@ def _stage(days_overdue: int) -> int:
 
 
 async def sweep(
-    sessions: async_sessionmaker[AsyncSession], sender: FollowUpSender, *, now: datetime
+    sessions: async_sessionmaker[AsyncSession],
+    sender: FollowUpSender,
+    *,
+    now: datetime,
+    alert_chat_id: int | None = None,
 ) -> SweepReport:
     """Nudge patients about unconfirmed tests and alert coordinators about missed ones.
 
-    Reminders of one message are followed up together. A follow-up that could not be
-    sent is tried again at the next sweep; a long downtime does not make the patient get
-    two nudges at once: the latest stage due is the one made.
+    Reminders of one message are followed up together. A nudge that could not be sent is
+    tried again at the next sweep; an alert is queued for the dispatcher, which retries it.
+    A long downtime does not make the patient get two nudges at once: the latest stage due
+    is the one made.
     """
     report = SweepReport()
     async with sessions() as session:
@@ -214,18 +218,17 @@ async def sweep(
         if stage <= min(r.followups for r, _ in items):
             continue
         ids = [r.id for r, _ in items]
+        alert = None
         if stage == len(FOLLOW_UP_DAYS):
-            delivered = await sender.alert(
-                Alert(
-                    AlertKind.MISSED_TEST,
-                    patient.id,
-                    patient.label,
-                    patient.coordinator_id,
-                    Kind(reminder.kind),
-                    reminder.local_date,
-                )
+            alert = Alert(
+                AlertKind.MISSED_TEST,
+                patient.id,
+                patient.label,
+                patient.coordinator_id,
+                Kind(reminder.kind),
+                reminder.local_date,
             )
-            outcome = Outcome.sent(0) if delivered else Outcome(Result.TRANSIENT)
+            outcome = Outcome.sent(0)
             detail = f"coordinator alerted: not confirmed after {days} days"
         else:
             assert patient.chat_id is not None
@@ -245,6 +248,8 @@ async def sweep(
                 await session.execute(
                     update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage)
                 )
+                if alert is not None:
+                    queue_alert(session, alert, alert_chat_id=alert_chat_id, now=now)
                 await store.append_events(
                     session,
                     ids,

@@ -71,6 +71,14 @@ class ReminderStatus(StrEnum):
 UNSENT = frozenset({ReminderStatus.PLANNED, ReminderStatus.RETRYING})
 
 
+class AlertStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     COORDINATOR = "coordinator"
@@ -168,6 +176,8 @@ class Reminder(Base):
         UniqueConstraint("patient_id", "kind", "occurrence"),
         Index("ix_reminder_ready_at", "ready_at"),
         Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
+        # The delivery log, newest or oldest first, without a patient filter.
+        Index("ix_reminder_due_at_id", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -204,6 +214,39 @@ class DeliveryEvent(Base):
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[int | None] = mapped_column(Integer)
     # A reason or Telegram's error description; never message text or personal data.
+    detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class CoordinatorAlert(Base):
+    """Something one recipient (the coordinator, or the alert chat) must be told about a
+    patient: queued in the transaction that raised it, sent and retried by the dispatcher.
+
+    The text is made when it is sent, from the patient's label at that time."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_ready_at", "ready_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
+    # The recipient's chat: a staff member's Telegram id or the alert group, never a patient.
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    # What the alert is about: a reminder's kind and local date, a course's date.
+    reminder_kind: Mapped[str | None] = mapped_column(String(32))
+    day: Mapped[date | None] = mapped_column(Date)
+    about: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.QUEUED)
+    # As for reminders: when it may be taken (now, a retry time, a lease's end); NULL once
+    # it is sent or has failed.
+    ready_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    # Telegram's error description; never message text or personal data.
     detail: Mapped[str | None] = mapped_column(String(255))
 
 

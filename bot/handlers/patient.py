@@ -36,6 +36,7 @@ from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
 from bot.i18n import Translator, available_locales, translator
 from bot.texts import KIND_TITLES
 from scheduler import patient_data, store
+from scheduler.alerts import Alert, AlertKind, queue_alert
 from scheduler.db import reading
 from scheduler.errors import ValidationError
 from scheduler.models import UNSENT, Patient, PatientStatus, Reminder, ReminderStatus, Role
@@ -777,7 +778,9 @@ async def _alert_coordinator(
 ) -> None:
     """Tell the patient's coordinator, in the bot's default language (theirs is unknown).
 
-    A failed alert is logged and does not undo what the patient asked for.
+    A failed alert is logged and does not undo what the patient asked for. Only for the
+    erasure alert, which names a label the database no longer holds; every other alert is
+    queued (scheduler.alerts) and retried.
     """
     if coordinator_id is None:
         return
@@ -800,11 +803,15 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
     async with context.sessions.begin() as session:
         patient = await current_patient(session, update)
         if patient is not None:
+            now = context.clock.now()
             await store.withdraw(
+                session, patient_id=patient.id, actor=f"patient:{patient.id}", now=now
+            )
+            queue_alert(
                 session,
-                patient_id=patient.id,
-                actor=f"patient:{patient.id}",
-                now=context.clock.now(),
+                Alert(AlertKind.WITHDRAWN, patient.id, patient.label, patient.coordinator_id),
+                alert_chat_id=context.dispatcher.alert_chat_id,
+                now=now,
             )
     if patient is None:
         await _refuse(update, context)
@@ -817,16 +824,7 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
             "care team. If you want reminders again, ask them for a new invite."
         ),
     )
-    label = patient.label or "-"
-    await _alert_coordinator(
-        context,
-        patient.coordinator_id,
-        # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's pseudonym.
-        lambda tr: (
-            tr.gettext("Patient %(label)s stopped the reminders (withdrew consent).")
-            % {"label": label}
-        ),
-    )
+    await context.dispatcher.send_alerts()
 
 
 async def forget_command(update: Update, context: BotContext) -> None:

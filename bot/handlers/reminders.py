@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 from telegram import Update
@@ -14,11 +13,9 @@ from bot.handlers.common import Handlers, reply, user_translator
 from bot.i18n import translator
 from bot.sender import CALLBACK_PREFIX
 from scheduler import store
-from scheduler.dispatcher import Alert, AlertKind
+from scheduler.alerts import Alert, AlertKind, queue_alert
 from scheduler.followups import Action, Answer, acknowledge
 from scheduler.protocol import Kind
-
-log = logging.getLogger(__name__)
 
 _DATA = re.compile(rf"{CALLBACK_PREFIX}:(\d{{1,18}}):(\d):(done|ok|snooze|symptoms)", re.ASCII)
 
@@ -44,6 +41,27 @@ async def reminder_button(update: Update, context: BotContext) -> None:
                 snoozes_seen=int(match[2]),
                 now=now,
             )
+            if (
+                answered.answer is Answer.RECORDED
+                and Action(match[3]) is Action.SYMPTOMS
+                and answered.patient is not None
+                and answered.reminder is not None
+            ):
+                # Queued with the answer: it reaches the coordinator even if Telegram
+                # fails right now (the dispatcher retries it).
+                queue_alert(
+                    session,
+                    Alert(
+                        AlertKind.SYMPTOMS,
+                        answered.patient.id,
+                        answered.patient.label,
+                        answered.patient.coordinator_id,
+                        Kind(answered.reminder.kind),
+                        answered.reminder.local_date,
+                    ),
+                    alert_chat_id=context.dispatcher.alert_chat_id,
+                    now=now,
+                )
             if answered.answer is Answer.NOT_YOURS:
                 store.audit(
                     session,
@@ -67,20 +85,7 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         return
     if action is Action.SYMPTOMS:
         await reply(update, messages.symptoms_text(tr))
-        reminder = answered.reminder
-        assert reminder is not None
-        delivered = await context.dispatcher.sender.alert(
-            Alert(
-                AlertKind.SYMPTOMS,
-                answered.patient.id,
-                answered.patient.label,
-                answered.patient.coordinator_id,
-                Kind(reminder.kind),
-                reminder.local_date,
-            )
-        )
-        if not delivered:
-            log.error("symptoms alert for patient %d reached nobody", answered.patient.id)
+        await context.dispatcher.send_alerts()
         return
     if query.message is not None:
         await query.edit_message_reply_markup(reply_markup=None)

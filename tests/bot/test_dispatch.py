@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from bot.texts import KIND_TITLES
 from scheduler import store
+from scheduler.alerts import Alert
 from scheduler.dispatcher import Delivery, Outcome, RateLimiter
 from scheduler.models import DeliveryEvent, Patient, PatientStatus, Reminder
 from scheduler.planner import plan
@@ -208,7 +209,7 @@ class CrashingSender:
     async def send(self, delivery: Delivery) -> Outcome:
         raise Crash
 
-    async def alert(self, alert: object) -> bool:
+    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
         raise AssertionError("no alert expected")
 
 

@@ -4,15 +4,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from bot.sender import TelegramSender
-from scheduler.followups import SweepReport, sweep
+from bot.app import follow_ups
+from scheduler.followups import SweepReport
 from scheduler.models import Acknowledgement, AuditEvent, Reminder
 from tests.bot.conftest import Harness
-from tests.fake_bot_api import FakeUser, SentMessage
+from tests.fake_bot_api import FakeUser, Fault, SentMessage
 
 ANNA = FakeUser(id=4242, first_name="Anna", language_code="en")
 BEN = FakeUser(id=4343, first_name="Ben", language_code="en")
 COORDINATOR = FakeUser(id=5151, first_name="Cora", language_code="en")
+ALERT_GROUP = -1001234567890
 LABS_DUE = datetime(2026, 2, 5, 8, tzinfo=UTC)  # 09:00 in Berlin
 
 
@@ -35,10 +36,8 @@ async def labs_reminder(harness: Harness) -> Reminder:
 
 
 async def follow_up(harness: Harness) -> SweepReport:
-    dispatcher = harness.app.bot_data.dispatcher
-    assert dispatcher is not None
-    assert isinstance(dispatcher.sender, TelegramSender)
-    return await sweep(harness.sessions, dispatcher.sender, now=harness.clock.now())
+    """What the follow-up job does, at the harness clock's time."""
+    return await follow_ups(harness.app.bot_data)
 
 
 async def test_done_once_then_already_recorded(harness: Harness) -> None:
@@ -107,6 +106,33 @@ async def test_symptoms_alert_the_coordinator_at_once(harness: Harness) -> None:
     [again] = await harness.press(ANNA, message, "I have symptoms")
     assert again.text == "You have already answered this reminder. Thank you."
     assert len(harness.api.messages(COORDINATOR.id)) == 1
+
+
+async def test_a_symptoms_alert_survives_telegram_failures(harness: Harness) -> None:
+    message = await labs_message(harness)
+    dispatcher = harness.app.bot_data.dispatcher
+    assert dispatcher is not None
+    dispatcher.alert_chat_id = ALERT_GROUP
+    harness.api.inject("sendMessage", Fault.server_error(), chat_id=COORDINATOR.id, times=2)
+
+    [urgent] = await harness.press(ANNA, message, "I have symptoms")
+    assert urgent.text.startswith("If this is an emergency, call your local emergency number now.")
+    group_alert = await harness.api.wait_for_message(ALERT_GROUP)  # at once
+    assert group_alert.text.startswith("Patient MS-001 reported symptoms")
+    failed = await harness.api.wait_for("sendMessage", chat_id=COORDINATOR.id)
+    assert failed.outcome == "server_error"
+    await harness.say(ANNA, "/next")  # the button's handler has finished
+    assert harness.api.messages(COORDINATOR.id) == []
+
+    harness.clock.advance(timedelta(seconds=30))
+    assert (await harness.tick()).alerts == {"retrying": 1}
+    harness.clock.advance(timedelta(seconds=60))
+    assert (await harness.tick()).alerts == {"sent": 1}
+    [alert] = harness.api.messages(COORDINATOR.id)
+    assert alert.text == group_alert.text
+    assert len(harness.api.calls_to("sendMessage", chat_id=COORDINATOR.id)) == 3
+    assert (await harness.tick()).alerts == {}
+    assert len(harness.api.messages(ALERT_GROUP)) == 1
 
 
 async def test_post_infusion_ok(harness: Harness) -> None:

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import json
-import logging
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,6 +18,7 @@ from scheduler.models import (
     UNSENT,
     AuditEvent,
     Consent,
+    CoordinatorAlert,
     Course,
     DeliveryEvent,
     Invite,
@@ -515,22 +515,34 @@ async def test_stop_press_from_another_chat_is_ignored(harness: Harness) -> None
     assert harness.api.messages(STRANGER.id) == []
 
 
-async def test_stop_goes_through_when_the_alert_fails(
-    harness: Harness, caplog: pytest.LogCaptureFixture
+async def test_stop_goes_through_when_the_alert_fails_and_the_alert_is_retried(
+    harness: Harness,
 ) -> None:
     patient_id = await consented(harness)
-    harness.api.inject("sendMessage", Fault.blocked(), chat_id=COORDINATOR.id)
+    harness.api.inject("sendMessage", Fault.server_error(), chat_id=COORDINATOR.id, times=1)
     [ask] = await harness.say(PAT, "/stop")
-    with caplog.at_level(logging.WARNING, logger="bot.handlers.patient"):
-        [stopped] = await harness.press(PAT, ask, "Yes, stop")
-        alert = await harness.api.wait_for("sendMessage", chat_id=COORDINATOR.id)
-        await harness.say(PAT, "/next")  # the stop handler has finished
-    assert alert.outcome == "forbidden"
+    [stopped] = await harness.press(PAT, ask, "Yes, stop")
+    failed = await harness.api.wait_for("sendMessage", chat_id=COORDINATOR.id)
+    await harness.say(PAT, "/next")  # the stop handler has finished
+    assert failed.outcome == "server_error"
     assert text(stopped).startswith("Your reminders have stopped")
     assert (await stored_patient(harness, patient_id)).status == PatientStatus.WITHDRAWN
-    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.handlers.patient"]
-    assert warnings == ["could not alert the coordinator: Forbidden"]
     assert "something went wrong" not in " ".join(text(m) for m in harness.api.messages(PAT.id))
+    async with harness.sessions() as session:
+        [queued] = (await session.scalars(select(CoordinatorAlert))).all()
+    assert (queued.status, queued.attempts) == ("retrying", 1)
+    assert queued.ready_at == harness.clock.now() + timedelta(seconds=30)
+
+    harness.clock.advance(timedelta(seconds=29))
+    assert (await harness.tick()).alerts == {}
+    harness.clock.advance(timedelta(seconds=1))
+    assert (await harness.tick()).alerts == {"sent": 1}
+    [alert] = harness.api.messages(COORDINATOR.id)
+    assert text(alert) == "Patient MS-001 stopped the reminders (withdrew consent)."
+    async with harness.sessions() as session:
+        [delivered] = (await session.scalars(select(CoordinatorAlert))).all()
+    assert (delivered.status, delivered.attempts, delivered.ready_at) == ("sent", 2, None)
+    assert delivered.telegram_message_id == alert.message_id
 
 
 # --- /forget -------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.alerts import Alert
 from scheduler.db import is_sqlite, session_factory
-from scheduler.dispatcher import Alert, Delivery, Dispatcher, Outcome, RateLimiter
+from scheduler.dispatcher import Delivery, Dispatcher, Outcome, RateLimiter
 from scheduler.models import DeliveryEvent, Patient, Reminder
 from tests.conftest import EngineFactory
 
@@ -31,16 +32,16 @@ class RecordingSender:
     """Accepts every message and remembers it."""
 
     sent: list[Delivery] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[tuple[Alert, int]] = field(default_factory=list)
 
     async def send(self, delivery: Delivery) -> Outcome:
         self.sent.append(delivery)
         await asyncio.sleep(0)  # let other dispatchers run, as a real request would
         return Outcome.sent(len(self.sent))
 
-    async def alert(self, alert: Alert) -> bool:
-        self.alerts.append(alert)
-        return True
+    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        self.alerts.append((alert, chat_id))
+        return Outcome.sent(len(self.alerts))
 
 
 async def add_due(
@@ -236,3 +237,21 @@ async def test_rate_limiter_margin_keeps_below_the_limit() -> None:
         await limiter.acquire(chat)
     rate = 300 / clock.now
     assert 0.95 * 30 <= rate < 30
+
+
+async def test_rate_limiter_keeps_a_late_send_from_crowding_the_next_second() -> None:
+    """A send held up past its slot (a pause of the process) would make 31 sends within one
+    second together with those that follow on time: ``hold`` waits instead."""
+    clock = FakeTime()
+    limiter = RateLimiter(per_second=30, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    slots = [n / 30 for n in range(90)]
+    # Send 0 is held up until 0.5 s; the others reach ``hold`` at their slots.
+    arrivals = sorted([(0.5, 0)] + [(slot, n) for n, slot in enumerate(slots) if n])
+    started = []
+    for arrival, n in arrivals:
+        clock.now = max(clock.now, arrival)
+        await limiter.hold(slots[n], 0.0)
+        started.append(clock.now)
+    busiest = max(sum(1 for t in started if s <= t < s + 1) for s in started)
+    assert busiest == 30
+    assert started[-1] < slots[-1] + 0.1  # a short delay, not a stall

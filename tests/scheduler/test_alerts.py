@@ -1,0 +1,290 @@
+"""Coordinator alerts: queued with what raised them, sent and retried by the dispatcher,
+on both databases, with in-memory senders."""
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scheduler.alerts import Alert, AlertKind, queue_alert
+from scheduler.db import is_sqlite, session_factory
+from scheduler.dispatcher import Delivery, Dispatcher, Outcome, Result
+from scheduler.models import CoordinatorAlert, Patient
+from scheduler.protocol import Kind
+from tests.conftest import EngineFactory
+from tests.scheduler.test_dispatcher import NOW, WINDOW, FixedClock, RecordingSender, add_due
+
+COORDINATOR = 5151
+ALERT_CHAT = -100200300
+
+
+@dataclass
+class ScriptedSender(RecordingSender):
+    """Answers alerts with the given outcomes, in turn (the last one from then on)."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    tries: list[int] = field(default_factory=list)
+
+    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        self.tries.append(chat_id)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if outcome.result is Result.SENT:
+            self.alerts.append((alert, chat_id))
+        return outcome
+
+
+def make_dispatcher(
+    sessions: async_sessionmaker[AsyncSession],
+    sender: RecordingSender,
+    *,
+    postgres: bool = False,
+    clock: FixedClock | None = None,
+) -> Dispatcher:
+    return Dispatcher(
+        sessions=sessions,
+        sender=sender,
+        clock=clock or FixedClock(),
+        late_window=WINDOW,
+        postgres=postgres,
+        alert_chat_id=ALERT_CHAT,
+    )
+
+
+async def raise_alerts(
+    sessions: async_sessionmaker[AsyncSession], count: int, *, alert_chat_id: int | None = None
+) -> list[int]:
+    """``count`` patients of COORDINATOR, each with a symptoms alert queued."""
+    await add_due(sessions, patients=count, per_patient=0)
+    async with sessions.begin() as session:
+        patients = (await session.scalars(select(Patient).order_by(Patient.id))).all()
+        for patient in patients:
+            patient.coordinator_id = COORDINATOR
+            queue_alert(
+                session,
+                Alert(
+                    AlertKind.SYMPTOMS,
+                    patient.id,
+                    patient.label,
+                    COORDINATOR,
+                    Kind.LABS_MONTHLY,
+                    date(2026, 3, 1),
+                ),
+                alert_chat_id=alert_chat_id,
+                now=NOW,
+            )
+    return [p.id for p in patients]
+
+
+async def alert_rows(sessions: async_sessionmaker[AsyncSession]) -> list[CoordinatorAlert]:
+    async with sessions() as session:
+        return list(await session.scalars(select(CoordinatorAlert).order_by(CoordinatorAlert.id)))
+
+
+async def test_each_recipient_gets_its_own_alert_with_the_label_of_sending_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    [patient_id] = await raise_alerts(sessions, 1, alert_chat_id=ALERT_CHAT)
+    async with sessions.begin() as session:
+        patient = await session.get(Patient, patient_id)
+        assert patient is not None
+        patient.label = "MS-RENAMED"
+    sender = RecordingSender()
+
+    done = await make_dispatcher(sessions, sender).send_alerts()
+
+    assert done == {"sent": 2}
+    assert sorted(chat for _, chat in sender.alerts) == [ALERT_CHAT, COORDINATOR]
+    assert {alert.label for alert, _ in sender.alerts} == {"MS-RENAMED"}
+    assert {(a.kind, a.reminder_kind, a.day) for a, _ in sender.alerts} == {
+        (AlertKind.SYMPTOMS, Kind.LABS_MONTHLY, date(2026, 3, 1))
+    }
+    rows = await alert_rows(sessions)
+    assert [(r.status, r.attempts, r.ready_at, r.sent_at) for r in rows] == [
+        ("sent", 1, None, NOW)
+    ] * 2
+    assert await make_dispatcher(sessions, sender).send_alerts() == {}  # nothing twice
+
+
+async def test_an_alert_without_recipient_is_logged_not_queued(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    await add_due(sessions, patients=1, per_patient=0)
+    async with sessions.begin() as session:
+        patient = await session.scalar(select(Patient))
+        assert patient is not None
+        with caplog.at_level(logging.WARNING, logger="scheduler.alerts"):
+            count = queue_alert(
+                session,
+                Alert(AlertKind.WITHDRAWN, patient.id, patient.label, None),
+                alert_chat_id=None,
+                now=NOW,
+            )
+    assert count == 0
+    assert await alert_rows(sessions) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"alert withdrawn for patient {patient.id} has no recipient"
+    ]
+
+
+async def test_failures_are_retried_with_backoff_until_delivered(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await raise_alerts(sessions, 1)
+    clock = FixedClock()
+    down = Outcome(Result.TRANSIENT, description="timed out")
+    sender = ScriptedSender(outcomes=[down, down, Outcome.sent(77)])
+    d = make_dispatcher(sessions, sender, clock=clock)
+    d.alert_chat_id = None
+
+    assert await d.send_alerts() == {"retrying": 1}
+    [row] = await alert_rows(sessions)
+    assert (row.status, row.attempts, row.ready_at) == ("retrying", 1, NOW + timedelta(seconds=30))
+    assert row.detail == "timed out"
+
+    clock.current = NOW + timedelta(seconds=29)
+    assert await d.send_alerts() == {}  # not before its time
+    clock.current = NOW + timedelta(seconds=30)
+    assert await d.send_alerts() == {"retrying": 1}
+    [row] = await alert_rows(sessions)
+    assert row.ready_at == clock.current + timedelta(seconds=60)
+
+    clock.current += timedelta(seconds=60)
+    assert await d.send_alerts() == {"sent": 1}
+    [row] = await alert_rows(sessions)
+    assert (row.status, row.attempts, row.telegram_message_id) == ("sent", 3, 77)
+    assert row.detail is None
+    assert sender.tries == [COORDINATOR] * 3
+    assert d.stats.alerts == Counter({"retrying": 2, "sent": 1})
+
+
+async def test_attempts_are_bounded_and_a_blocked_recipient_fails_at_once(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    [patient_id] = await raise_alerts(sessions, 1, alert_chat_id=ALERT_CHAT)
+    clock = FixedClock()
+
+    class Sender(RecordingSender):
+        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+            if chat_id == COORDINATOR:
+                return Outcome(Result.BLOCKED, error_code=403, description="bot was blocked")
+            return Outcome(Result.TRANSIENT, error_code=502, description="Bad Gateway")
+
+    d = make_dispatcher(sessions, Sender(), clock=clock)
+    d.alert_attempts = 3
+    with caplog.at_level(logging.ERROR, logger="scheduler.dispatcher"):
+        for _ in range(5):
+            await d.send_alerts()
+            clock.current += timedelta(hours=1)
+    by_chat = {row.chat_id: row for row in await alert_rows(sessions)}
+    assert (by_chat[COORDINATOR].status, by_chat[COORDINATOR].attempts) == ("failed", 1)
+    assert (by_chat[ALERT_CHAT].status, by_chat[ALERT_CHAT].attempts) == ("failed", 3)
+    assert by_chat[ALERT_CHAT].error_code == 502
+    assert all(row.ready_at is None for row in by_chat.values())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"alert symptoms for patient {patient_id} could not be delivered to a recipient "
+        f"after {n} attempts: {code}"
+        for n, code in ((1, 403), (3, 502))
+    ]
+    assert "P0" not in caplog.text  # no label in the logs
+
+
+async def test_a_429_pauses_sending_and_is_not_an_attempt(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await raise_alerts(sessions, 2)
+    clock = FixedClock()
+    limited = Outcome(Result.RATE_LIMITED, error_code=429, retry_after=timedelta(seconds=12))
+    sender = ScriptedSender(outcomes=[limited, Outcome.sent(1)])
+    d = make_dispatcher(sessions, sender, clock=clock)
+    d.alert_chat_id = None
+
+    assert await d.send_alerts() == {"retrying": 1}
+    assert d.paused_until == NOW + timedelta(seconds=12)
+    assert len(sender.tries) == 1  # the second alert was not tried while paused
+    rows = await alert_rows(sessions)
+    assert [(r.status, r.attempts, r.ready_at) for r in rows] == [
+        ("retrying", 0, NOW + timedelta(seconds=12))
+    ] * 2
+    assert rows[1].detail == "released before sending"
+
+    clock.current = NOW + timedelta(seconds=11)
+    assert await d.send_alerts() == {}
+    clock.current = NOW + timedelta(seconds=12)
+    assert await d.send_alerts() == {"sent": 2}
+    assert [(r.status, r.attempts) for r in await alert_rows(sessions)] == [("sent", 1)] * 2
+
+
+async def test_an_alert_claimed_by_a_crashed_process_is_sent_after_the_lease(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await raise_alerts(sessions, 1)
+    clock = FixedClock()
+
+    class Crash(Exception):
+        pass
+
+    class Crashing(RecordingSender):
+        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+            raise Crash
+
+    with pytest.raises(Crash):
+        await make_dispatcher(sessions, Crashing(), clock=clock).send_alerts()
+    sender = RecordingSender()
+    d = make_dispatcher(sessions, sender, clock=clock)
+    clock.current = NOW + timedelta(minutes=4, seconds=59)
+    assert await d.send_alerts() == {}
+    clock.current = NOW + timedelta(minutes=5)
+    assert await d.send_alerts() == {"sent": 1}
+    [row] = await alert_rows(sessions)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_two_dispatchers_send_each_alert_once(
+    sessions: async_sessionmaker[AsyncSession], open_engine: EngineFactory
+) -> None:
+    await raise_alerts(sessions, 60, alert_chat_id=ALERT_CHAT)
+    engines = [open_engine() for _ in range(2)]
+    postgres = not is_sqlite(engines[0])
+    senders = [RecordingSender() for _ in engines]
+    dispatchers = [
+        make_dispatcher(session_factory(engine), sender, postgres=postgres)
+        for engine, sender in zip(engines, senders, strict=True)
+    ]
+
+    async def drain(d: Dispatcher) -> None:
+        while await d.send_alerts():
+            pass
+
+    await asyncio.gather(*(drain(d) for d in dispatchers))
+    sent = Counter((alert.patient_id, chat) for s in senders for alert, chat in s.alerts)
+    assert len(sent) == 120
+    assert set(sent.values()) == {1}
+    assert {r.status for r in await alert_rows(sessions)} == {"sent"}
+
+
+async def test_a_reminder_that_fails_queues_its_alert_with_the_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_due(sessions, patients=1, per_patient=1)
+    async with sessions.begin() as session:
+        patient = await session.scalar(select(Patient))
+        assert patient is not None
+        patient.coordinator_id = COORDINATOR
+
+    class Rejecting(RecordingSender):
+        async def send(self, delivery: Delivery) -> Outcome:
+            return Outcome(Result.REJECTED, error_code=400, description="chat not found")
+
+    sender = Rejecting()
+    report = await make_dispatcher(sessions, sender).tick()
+    assert report.failed == 1
+    assert report.alerts == {"sent": 2}  # sent in the same tick
+    assert sorted((a.kind, chat) for a, chat in sender.alerts) == [
+        (AlertKind.DELIVERY_FAILED, ALERT_CHAT),
+        (AlertKind.DELIVERY_FAILED, COORDINATOR),
+    ]
