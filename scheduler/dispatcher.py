@@ -8,6 +8,9 @@ A claim is identified by the reminder's ``attempts`` counter: a process whose le
 out and whose rows were claimed again by another process can no longer change them.
 A crash after Telegram accepted a message but before ``sent`` was recorded leaves the
 lease to expire and the reminder is sent again: at most one duplicate, never a loss.
+
+Coordinator alerts (scheduler.alerts) are queued the same way, claimed with a lease and
+sent at the end of each tick, with their own, longer run of retries.
 """
 
 from __future__ import annotations

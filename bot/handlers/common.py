@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from telegram import Update, User
 from telegram.ext import BaseHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import Translator, negotiate, translator
+
+log = logging.getLogger(__name__)
 
 # Commands work in private chats only; alerts may go to a group, commands never do.
 PRIVATE = filters.ChatType.PRIVATE
@@ -25,3 +29,12 @@ async def reply(update: Update, text: str, **kwargs: object) -> None:
     chat = update.effective_chat
     if chat is not None:
         await chat.send_message(text, **kwargs)  # type: ignore[arg-type]
+
+
+async def send_alerts_now(context: BotContext) -> None:
+    """Send the coordinator alerts just queued at once rather than at the next tick. They
+    are stored already: should this fail, the dispatcher's tick sends them."""
+    try:
+        await context.dispatcher.send_alerts()
+    except Exception as error:  # the queued alerts are safe; the user's answer went out
+        log.warning("alerts left to the next dispatcher tick: %s", type(error).__name__)

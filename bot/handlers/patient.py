@@ -32,7 +32,7 @@ from bot import messages
 from bot.auth import allows, role_of
 from bot.calendar import plan_calendar
 from bot.context import BotContext
-from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
+from bot.handlers.common import PRIVATE, Handlers, reply, send_alerts_now, user_translator
 from bot.i18n import Translator, available_locales, translator
 from bot.texts import KIND_TITLES
 from scheduler import patient_data, store
@@ -824,7 +824,7 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
             "care team. If you want reminders again, ask them for a new invite."
         ),
     )
-    await context.dispatcher.send_alerts()
+    await send_alerts_now(context)
 
 
 async def forget_command(update: Update, context: BotContext) -> None:

@@ -9,7 +9,7 @@ from telegram.ext import CallbackQueryHandler
 
 from bot import messages
 from bot.context import BotContext
-from bot.handlers.common import Handlers, reply, user_translator
+from bot.handlers.common import Handlers, reply, send_alerts_now, user_translator
 from bot.i18n import translator
 from bot.sender import CALLBACK_PREFIX
 from scheduler import store
@@ -85,7 +85,7 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         return
     if action is Action.SYMPTOMS:
         await reply(update, messages.symptoms_text(tr))
-        await context.dispatcher.send_alerts()
+        await send_alerts_now(context)
         return
     if query.message is not None:
         await query.edit_message_reply_markup(reply_markup=None)

@@ -1,7 +1,10 @@
 """Answers to reminders and the follow-ups for unconfirmed tests, through the fake Bot API."""
 
+import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from bot.app import follow_ups
@@ -133,6 +136,30 @@ async def test_a_symptoms_alert_survives_telegram_failures(harness: Harness) -> 
     assert len(harness.api.calls_to("sendMessage", chat_id=COORDINATOR.id)) == 3
     assert (await harness.tick()).alerts == {}
     assert len(harness.api.messages(ALERT_GROUP)) == 1
+
+
+async def test_symptoms_alert_waits_for_the_tick_when_sending_at_once_fails(
+    harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = await labs_message(harness)
+    dispatcher = harness.app.bot_data.dispatcher
+    assert dispatcher is not None
+
+    async def database_gone() -> Counter[str]:
+        raise ConnectionResetError
+
+    with monkeypatch.context() as patched, caplog.at_level(logging.WARNING):
+        patched.setattr(dispatcher, "send_alerts", database_gone)
+        [urgent] = await harness.press(ANNA, message, "I have symptoms")
+        await harness.say(ANNA, "/next")  # the button's handler has finished
+    assert urgent.text.startswith("If this is an emergency")
+    assert "went wrong" not in " ".join(m.text or "" for m in harness.api.messages(ANNA.id))
+    assert "alerts left to the next dispatcher tick: ConnectionResetError" in caplog.messages
+    assert harness.api.messages(COORDINATOR.id) == []
+
+    assert (await harness.tick()).alerts == {"sent": 1}
+    [alert] = harness.api.messages(COORDINATOR.id)
+    assert alert.text.startswith("Patient MS-001 reported symptoms")
 
 
 async def test_post_infusion_ok(harness: Harness) -> None:
