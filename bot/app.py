@@ -36,6 +36,7 @@ def register_handlers(app: RemindbotApp) -> None:
     """Every command and button of the bot: each handler module lists its own."""
     for module in (patient, reminders, coordinator, staff):
         app.add_handlers(module.handlers())
+    app.add_handler(patient.cancel_outside_conversations())
     app.add_error_handler(on_error)
 
 

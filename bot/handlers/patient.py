@@ -619,13 +619,34 @@ async def timezone_received(update: Update, context: BotContext) -> int:
     )
 
 
-async def cancel(update: Update, context: BotContext) -> int:
-    """``/cancel``: leave /time or /timezone without changing anything."""
+async def _translator_for(update: Update, context: BotContext) -> Translator:
+    """The patient's language, or the person's Telegram language if not a patient."""
     async with reading(context.sessions) as session:
         patient = await current_patient(session, update)
-    tr = translator(patient.locale) if patient else user_translator(update.effective_user, context)
+    return (
+        translator(patient.locale) if patient else user_translator(update.effective_user, context)
+    )
+
+
+async def cancel(update: Update, context: BotContext) -> int:
+    """``/cancel``: leave /time or /timezone without changing anything."""
+    tr = await _translator_for(update, context)
     await reply(update, tr.gettext("OK, nothing has changed."), reply_markup=ReplyKeyboardRemove())
     return ConversationHandler.END
+
+
+async def nothing_to_cancel(update: Update, context: BotContext) -> None:
+    """``/cancel`` when no question is open (or it timed out): say so."""
+    tr = await _translator_for(update, context)
+    # TRANSLATORS: answer to /cancel when no question of the bot is waiting for an answer.
+    await reply(
+        update, tr.gettext("There is nothing to cancel."), reply_markup=ReplyKeyboardRemove()
+    )
+
+
+def cancel_outside_conversations() -> CommandHandler[BotContext, None]:
+    """Must come after every conversation, whose own /cancel goes first."""
+    return CommandHandler("cancel", nothing_to_cancel, filters=PRIVATE)
 
 
 def _calendar_item(reminder: Reminder, zone: ZoneInfo) -> PlanItem:
