@@ -9,6 +9,7 @@ body and PTB turns them into results and ``telegram.error`` exceptions; a timeou
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Final
 
@@ -20,7 +21,7 @@ from telegram.request import BaseRequest, RequestData
 
 log = logging.getLogger(__name__)
 
-FORM: Final = "application/x-www-form-urlencoded"
+JSON: Final = "application/json"
 
 
 class AiohttpRequest(BaseRequest):
@@ -95,7 +96,7 @@ class AiohttpRequest(BaseRequest):
             raise RuntimeError("This AiohttpRequest is not initialized!")
 
         files = request_data.multipart_data if request_data else None
-        body: aiohttp.FormData | str | None = None
+        body: aiohttp.FormData | bytes | None = None
         headers: dict[str, str] | None = None
         if files:
             form = aiohttp.FormData()
@@ -105,8 +106,10 @@ class AiohttpRequest(BaseRequest):
                 form.add_field(name, content, filename=filename, content_type=mime_type)
             body = form
         elif request_data:
-            body = request_data.url_encoded_parameters()
-            headers = {"Content-Type": FORM}
+            # One JSON document, which the Bot API accepts for every call without files:
+            # several times cheaper to make than PTB's form encoding of the same parameters.
+            body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+            headers = {"Content-Type": JSON}
 
         read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
         connect = (

@@ -24,7 +24,7 @@ async def bot(fake_bot_api: FakeBotApi) -> AsyncIterator[Bot]:
         yield b
 
 
-async def test_form_encoded_parameters_arrive_intact(bot: Bot, fake_bot_api: FakeBotApi) -> None:
+async def test_parameters_arrive_intact_as_json(bot: Bot, fake_bot_api: FakeBotApi) -> None:
     text = "Blood & urine tests = today? 100% ✓ — Анализы крови"
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Done", callback_data="r:1:0:done")]])
 
