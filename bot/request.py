@@ -74,6 +74,8 @@ class AiohttpRequest(BaseRequest):
                 headers={"User-Agent": self.USER_AGENT},
                 skip_auto_headers=("Accept-Encoding",),
                 auto_decompress=False,
+                # HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply, as with PTB's default client.
+                trust_env=True,
             )
 
     async def shutdown(self) -> None:
@@ -130,7 +132,7 @@ class AiohttpRequest(BaseRequest):
         )
         try:
             async with session.request(
-                method, url, data=body, headers=headers, timeout=timeout
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too

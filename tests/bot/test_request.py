@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import Forbidden, NetworkError, RetryAfter, TimedOut
 
@@ -116,3 +117,53 @@ async def test_lifecycle(fake_bot_api: FakeBotApi) -> None:
 def test_pool_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="connection_pool_size"):
         AiohttpRequest(connection_pool_size=0)
+
+
+async def test_the_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    async def proxy(request: web.BaseRequest) -> web.StreamResponse:
+        seen.append(str(request.url))
+        return web.json_response({"ok": True, "result": {"id": 1, "is_bot": True}})
+
+    server = web.Server(proxy)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        # Nobody listens on the target: only the proxy can answer.
+        result = await request.post("http://127.0.0.1:9/bot1:x/getMe")
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
+    assert result == {"id": 1, "is_bot": True}
+    assert seen == ["http://127.0.0.1:9/bot1:x/getMe"]
+
+
+async def test_redirects_are_not_followed(fake_bot_api: FakeBotApi) -> None:
+    async def moved(request: web.BaseRequest) -> web.StreamResponse:
+        raise web.HTTPFound(f"{fake_bot_api.base_url}{TOKEN}/getMe")
+
+    server = web.Server(moved)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        status, _ = await request.do_request(
+            f"http://127.0.0.1:{runner.addresses[0][1]}/bot{TOKEN}/getMe", "POST"
+        )
+    finally:
+        await request.shutdown()
+        await runner.cleanup()
+    assert status == 302
+    assert fake_bot_api.calls_to("getMe") == []
