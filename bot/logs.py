@@ -15,7 +15,7 @@ PLAIN_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class RedactToken(logging.Filter):
-    """Replaces the bot token in a record's message (request URLs carry it)."""
+    """Replaces the bot token in a record's message and traceback (request URLs carry it)."""
 
     def __init__(self, token: str | None) -> None:
         super().__init__()
@@ -27,6 +27,10 @@ class RedactToken(logging.Filter):
             if self.token in message:
                 record.msg = message.replace(self.token, "<token>")
                 record.args = None
+            if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+                # A traceback may quote a request URL too; formatters use exc_text if set.
+                text = logging.Formatter().formatException(record.exc_info)
+                record.exc_text = text.replace(self.token, "<token>")
         return True
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.request
 from typing import Final
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from telegram.request import BaseRequest, RequestData
 log = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
+_TOKEN_IN_URL: Final = re.compile(r"/bot[^/\s]+/")
 
 
 class AiohttpRequest(BaseRequest):
@@ -155,7 +157,10 @@ class AiohttpRequest(BaseRequest):
                 allow_redirects=False,
             ) as response:
                 return response.status, await response.read()
-        except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
-            raise TimedOut from error
+        # Neither the message nor a chained cause may carry the URL: it holds the bot token,
+        # and messages end up in logs and in the delivery log.
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
+            raise TimedOut from None
         except aiohttp.ClientError as error:
-            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+            reason = _TOKEN_IN_URL.sub("/bot<token>/", str(error))
+            raise NetworkError(f"aiohttp.{type(error).__name__}: {reason}") from None

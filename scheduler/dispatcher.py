@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +26,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import and_, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler import store
@@ -126,10 +127,12 @@ class Sender(Protocol):
 
 
 class RateLimiter:
-    """Spaces sends: at most ``per_second`` overall and one per ``chat_interval`` per chat.
+    """Spaces sends: at most ``per_second`` overall, one per ``chat_interval`` per private
+    chat and one per ``group_interval`` per group.
 
-    Telegram allows about 30 messages per second overall and one per second in a private
-    chat; PTB's AIORateLimiter does not enforce the second for private chats.
+    Telegram allows about 30 messages per second overall, one per second in a private chat
+    and 20 a minute in a group; PTB's AIORateLimiter does not enforce the second for private
+    chats.
     """
 
     def __init__(
@@ -137,15 +140,19 @@ class RateLimiter:
         *,
         per_second: float | None,
         chat_interval: float | None = 1.0,
+        group_interval: float | None = 3.0,
         margin: float = 0.97,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._spacing = 1 / (per_second * margin) if per_second else 0.0
         self._chat_spacing = chat_interval / margin if chat_interval else 0.0
-        # When each send started within the last window leaves it (see ``hold``).
-        self._window = 1 / margin
-        self._window_limit = max(1, int(per_second)) if per_second else 0
+        # Groups (negative chat ids: the alert chat) get about 20 messages a minute.
+        self._group_spacing = group_interval / margin if group_interval else 0.0
+        # At most ``_window_limit`` sends start within ``_window`` seconds (see ``hold``);
+        # each entry is when a send leaves that window.
+        self._window_limit = max(1, math.floor(per_second)) if per_second else 0
+        self._window = self._window_limit / (per_second * margin) if per_second else 0.0
         self._started: deque[float] = deque()
         self._monotonic = monotonic
         self._sleep = sleep
@@ -169,8 +176,9 @@ class RateLimiter:
             self._next_slot = slot + self._spacing
             if slot > now:
                 await self._sleep(slot - now)
-            if self._chat_spacing:
-                self._chat_free[chat_id] = slot + self._chat_spacing
+            spacing = self._group_spacing if chat_id < 0 else self._chat_spacing
+            if spacing:
+                self._chat_free[chat_id] = slot + spacing
         if len(self._chat_locks) > 10_000:
             self._forget_idle_chats(now)
         return slot
@@ -180,7 +188,8 @@ class RateLimiter:
         between taking a slot and sending (a database check) does not bunch sends together
         when its duration varies; then, should a send still have been held up (a pause of
         the process) so that it would follow the next ones too closely, until fewer than
-        ``per_second`` sends started within the last ``1 / margin`` seconds."""
+        ``per_second`` sends (rounded down, at least one) started within the time they
+        take at ``per_second * margin``."""
         wait = slot + delay - self._monotonic()
         if wait > 0:
             await self._sleep(wait)
@@ -550,14 +559,19 @@ class Dispatcher:
             # The common case in two statements, however many messages went out.
             if sent:
                 claims = [(i.id, i.attempts) for _, items, _ in sent for i in items]
-                await session.execute(
-                    update(Reminder)
-                    .where(
-                        Reminder.id.in_([reminder_id for reminder_id, _ in claims]),
-                        tuple_(Reminder.id, Reminder.attempts).in_(claims),
-                        Reminder.status == SENDING,
+                # Still ours (the events say what was sent either way; a lease that ran
+                # out means another process may have sent it too).
+                ours = set(
+                    await session.scalars(
+                        update(Reminder)
+                        .where(
+                            Reminder.id.in_([reminder_id for reminder_id, _ in claims]),
+                            tuple_(Reminder.id, Reminder.attempts).in_(claims),
+                            Reminder.status == SENDING,
+                        )
+                        .values(status=SENT, ready_at=None)
+                        .returning(Reminder.id)
                     )
-                    .values(status=SENT, ready_at=None)
                 )
                 await session.execute(
                     insert(DeliveryEvent),
@@ -575,7 +589,7 @@ class Dispatcher:
                 report.sent += len(claims)
                 report.by_result[Result.SENT] = report.by_result.get(Result.SENT, 0) + len(sent)
                 for delivery, items, _ in sent:
-                    if any(i.kind is Kind.COURSE_DUE for i in items):
+                    if any(i.kind is Kind.COURSE_DUE and i.id in ours for i in items):
                         alerts.append(await _alert(session, AlertKind.COURSE_DUE, delivery, items))
             for (delivery, items), outcome in results:
                 if outcome is None or outcome.result is not Result.SENT:
@@ -647,13 +661,20 @@ class Dispatcher:
         detail = outcome.description or ""
         if outcome.result is Result.TRANSIENT:
             detail = f"gave up after {attempts} attempts: {detail}"
-        await session.execute(
-            update(Reminder)
-            .where(ours, Reminder.status == SENDING)
-            .values(status=FAILED, ready_at=None)
+        failed = list(
+            await session.scalars(
+                update(Reminder)
+                .where(ours, Reminder.status == SENDING)
+                .values(status=FAILED, ready_at=None)
+                .returning(Reminder.id)
+            )
         )
-        await store.append_events(session, ids, FAILED, now, code=outcome.error_code, detail=detail)
-        report.failed += len(ids)
+        if not failed:
+            return  # the lease ran out: the process that holds it now decides
+        await store.append_events(
+            session, failed, FAILED, now, code=outcome.error_code, detail=detail
+        )
+        report.failed += len(failed)
         if outcome.result is Result.BLOCKED:
             await store.pause(
                 session,
@@ -662,30 +683,40 @@ class Dispatcher:
                 now=now,
                 status=PatientStatus.UNREACHABLE,
             )
-            alerts.append(await _alert(session, AlertKind.UNREACHABLE, delivery, items))
+            if not any(
+                a.kind is AlertKind.UNREACHABLE and a.patient_id == delivery.patient_id
+                for a in alerts
+            ):  # two messages of one batch to the same blocked patient: one alert
+                alerts.append(await _alert(session, AlertKind.UNREACHABLE, delivery, items))
         else:
             alerts.append(await _alert(session, AlertKind.DELIVERY_FAILED, delivery, items))
 
     # --- coordinator alerts ----------------------------------------------------------------
 
-    async def send_alerts(self) -> Counter[str]:
+    async def send_alerts(self, *, patient_id: int | None = None) -> Counter[str]:
         """Send the coordinator alerts that are due: queued, to be retried, or left by a
-        process whose lease ran out. Returns how many reached each status."""
+        process whose lease ran out; only ``patient_id``'s if given. Returns how many reached
+        each status."""
         done: Counter[str] = Counter()
         if self._stopping or not self.running() or self._paused():
             return done
-        for row, alert in await self._claim_alerts(self.clock.now()):
+        claimed = await self._claim_alerts(self.clock.now(), patient_id, done)
+        for n, (row, alert) in enumerate(claimed):
+            if self._stopping or not self.running() or self._paused():
+                await self._release_alerts([r for r, _ in claimed[n:]])
+                break
             if self.limiter is not None:
                 await self.limiter.hold(await self.limiter.acquire(row.chat_id), 0.0)
-            if self._stopping or not self.running() or self._paused():
-                await self._record_alert(row, alert, _RELEASED)  # after a 429, or stopping
-                continue
+            if not await self._alert_still_ours(row):
+                continue  # held up past the lease: another process has taken it
             outcome = await self.sender.alert(alert, row.chat_id)
             done[await self._record_alert(row, alert, outcome)] += 1
         self.stats.alerts.update(done)
         return done
 
-    async def _claim_alerts(self, now: datetime) -> list[tuple[CoordinatorAlert, Alert]]:
+    async def _claim_alerts(
+        self, now: datetime, patient_id: int | None, done: Counter[str]
+    ) -> list[tuple[CoordinatorAlert, Alert]]:
         async with self.sessions.begin() as session:
             due = (
                 select(CoordinatorAlert, Patient.label, Patient.coordinator_id)
@@ -694,10 +725,19 @@ class Dispatcher:
                 .order_by(CoordinatorAlert.ready_at, CoordinatorAlert.id)
                 .limit(self.alert_batch_size)
             )
+            if patient_id is not None:
+                due = due.where(CoordinatorAlert.patient_id == patient_id)
             if self.postgres:
                 due = due.with_for_update(skip_locked=True, of=CoordinatorAlert)
             claimed = []
             for row, label, coordinator_id in (await session.execute(due)).all():
+                if row.attempts >= self.alert_attempts:
+                    # Every try ended without an outcome (the process died while sending).
+                    row.status, row.ready_at = AlertStatus.FAILED, None
+                    row.detail = "gave up: no outcome was recorded for the last attempts"
+                    log.error("alert %s for patient %d given up", row.kind, row.patient_id)
+                    done[AlertStatus.FAILED] += 1
+                    continue
                 row.status = AlertStatus.SENDING
                 row.ready_at = now + self.lease
                 row.attempts += 1
@@ -717,17 +757,48 @@ class Dispatcher:
                 )
         return claimed
 
+    def _alert_claim(self, row: CoordinatorAlert) -> ColumnElement[bool]:
+        return and_(
+            CoordinatorAlert.id == row.id,
+            CoordinatorAlert.attempts == row.attempts,
+            CoordinatorAlert.status == AlertStatus.SENDING,
+        )
+
+    async def _alert_still_ours(self, row: CoordinatorAlert) -> bool:
+        """Right before sending: renew the lease, if the claim is still ours."""
+        async with self.sessions.begin() as session:
+            renewed = await session.execute(
+                update(CoordinatorAlert)
+                .where(self._alert_claim(row))
+                .values(ready_at=self.clock.now() + self.lease)
+            )
+        return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+    async def _release_alerts(self, rows: Sequence[CoordinatorAlert]) -> None:
+        """Claimed, not sent (stopping, or paused by a 429): back to the queue, no attempt."""
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(CoordinatorAlert)
+                .where(or_(*(self._alert_claim(row) for row in rows)))
+                .values(
+                    status=AlertStatus.RETRYING,
+                    ready_at=max(self.paused_until or self.clock.now(), self.clock.now()),
+                    attempts=CoordinatorAlert.attempts - 1,
+                    detail="released before sending",
+                )
+            )
+
     async def _record_alert(self, row: CoordinatorAlert, alert: Alert, outcome: Outcome) -> str:
         now = self.clock.now()
         values: dict[str, Any]
         if outcome.result is Result.SENT:
             values = {"status": AlertStatus.SENT, "ready_at": None, "sent_at": now}
         elif outcome.result is Result.RATE_LIMITED:
-            if outcome.retry_after is not None:
-                self.paused_until = max(self.paused_until or now, now + outcome.retry_after)
+            # Only this alert waits: a 429 for a busy group chat (Telegram allows about 20
+            # messages a minute there) must not hold up the patients' reminders.
             values = {
                 "status": AlertStatus.RETRYING,
-                "ready_at": max(self.paused_until or now, now),
+                "ready_at": now + (outcome.retry_after or self.first_backoff),
                 "attempts": row.attempts - 1,
             }
         elif outcome.result is Result.TRANSIENT and row.attempts < self.alert_attempts:
@@ -749,13 +820,7 @@ class Dispatcher:
         }
         async with self.sessions.begin() as session:
             await session.execute(
-                update(CoordinatorAlert)
-                .where(
-                    CoordinatorAlert.id == row.id,
-                    CoordinatorAlert.attempts == row.attempts,  # still our claim
-                    CoordinatorAlert.status == AlertStatus.SENDING,
-                )
-                .values(**values)
+                update(CoordinatorAlert).where(self._alert_claim(row)).values(**values)
             )
         return str(values["status"])
 

@@ -31,10 +31,11 @@ async def reply(update: Update, text: str, **kwargs: object) -> None:
         await chat.send_message(text, **kwargs)  # type: ignore[arg-type]
 
 
-async def send_alerts_now(context: BotContext) -> None:
-    """Send the coordinator alerts just queued at once rather than at the next tick. They
-    are stored already: should this fail, the dispatcher's tick sends them."""
+async def send_alerts_now(context: BotContext, patient_id: int) -> None:
+    """Send the coordinator alerts just queued about ``patient_id`` at once rather than at
+    the next tick (only theirs: a backlog of others would hold up this answer). They are
+    stored already: should this fail, the dispatcher's tick sends them."""
     try:
-        await context.dispatcher.send_alerts()
+        await context.dispatcher.send_alerts(patient_id=patient_id)
     except Exception as error:  # the queued alerts are safe; the user's answer went out
         log.warning("alerts left to the next dispatcher tick: %s", type(error).__name__)

@@ -845,7 +845,7 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
             "care team. If you want reminders again, ask them for a new invite."
         ),
     )
-    await send_alerts_now(context)
+    await send_alerts_now(context, patient.id)
 
 
 async def forget_command(update: Update, context: BotContext) -> None:

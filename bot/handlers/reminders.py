@@ -85,7 +85,7 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         return
     if action is Action.SYMPTOMS:
         await reply(update, messages.symptoms_text(tr))
-        await send_alerts_now(context)
+        await send_alerts_now(context, answered.patient.id)
         return
     if query.message is not None:
         await query.edit_message_reply_markup(reply_markup=None)

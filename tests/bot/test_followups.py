@@ -145,7 +145,7 @@ async def test_symptoms_alert_waits_for_the_tick_when_sending_at_once_fails(
     dispatcher = harness.app.bot_data.dispatcher
     assert dispatcher is not None
 
-    async def database_gone() -> Counter[str]:
+    async def database_gone(*, patient_id: int) -> Counter[str]:
         raise ConnectionResetError
 
     with monkeypatch.context() as patched, caplog.at_level(logging.WARNING):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import doctor_checks
-from bot.logs import JsonFormatter, RedactToken
+from bot.logs import PLAIN_FORMAT, JsonFormatter, RedactToken
 from bot.settings import Settings, load_settings
 from scheduler.db import create_engine, migrate
 from tests.bot.conftest import TOKEN
@@ -152,4 +152,19 @@ def test_json_logs_and_the_token_never_appears(capsys: pytest.CaptureFixture[str
     assert entry["level"] == "WARNING"
     assert entry["logger"] == "telegram.ext"
     assert entry["message"] == "POST https://api.telegram.org/bot<token>/sendMessage failed"
+    assert TOKEN not in line
+
+
+def test_the_token_is_removed_from_tracebacks_too() -> None:
+    try:
+        raise ConnectionError(f"Connection timeout to host https://api.telegram.org/bot{TOKEN}/x")
+    except ConnectionError:
+        record = logging.LogRecord(
+            "telegram.ext", logging.ERROR, __file__, 1, "polling failed", (), sys.exc_info()
+        )
+    assert RedactToken(TOKEN).filter(record)
+    line = logging.Formatter(PLAIN_FORMAT).format(record)
+    assert "ConnectionError: Connection timeout to host https://api.telegram.org/bot<token>/x" in (
+        line
+    )
     assert TOKEN not in line

@@ -86,6 +86,7 @@ async def test_no_server_is_a_network_error() -> None:
             await request.post(f"http://127.0.0.1:{port}/bot1:x/getMe")
         assert not isinstance(raised.value, TimedOut)
         assert "aiohttp.ClientConnectorError" in raised.value.message
+        assert raised.value.__cause__ is None  # nothing that could quote the URL
     finally:
         await request.shutdown()
 
@@ -167,3 +168,17 @@ async def test_redirects_are_not_followed(fake_bot_api: FakeBotApi) -> None:
         await runner.cleanup()
     assert status == 302
     assert fake_bot_api.calls_to("getMe") == []
+
+
+async def test_errors_never_quote_the_token() -> None:
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        with pytest.raises(NetworkError) as raised:  # a base URL set wrong: aiohttp quotes it
+            await request.post("ftp://127.0.0.1/bot123:SECRET/getMe")
+    finally:
+        await request.shutdown()
+    assert raised.value.message == (
+        "aiohttp.NonHttpUrlClientError: ftp://127.0.0.1/bot<token>/getMe"
+    )
+    assert raised.value.__cause__ is None

@@ -193,7 +193,7 @@ async def test_attempts_are_bounded_and_a_blocked_recipient_fails_at_once(
     assert "P0" not in caplog.text  # no label in the logs
 
 
-async def test_a_429_pauses_sending_and_is_not_an_attempt(
+async def test_a_429_delays_only_that_alert_and_is_not_an_attempt(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await raise_alerts(sessions, 2)
@@ -201,22 +201,80 @@ async def test_a_429_pauses_sending_and_is_not_an_attempt(
     limited = Outcome(Result.RATE_LIMITED, error_code=429, retry_after=timedelta(seconds=12))
     sender = ScriptedSender(outcomes=[limited, Outcome.sent(1)])
     d = make_dispatcher(sessions, sender, clock=clock)
-    d.alert_chat_id = None
 
-    assert await d.send_alerts() == {"retrying": 1}
-    assert d.paused_until == NOW + timedelta(seconds=12)
-    assert len(sender.tries) == 1  # the second alert was not tried while paused
+    # A busy group chat answers 429 for itself: the reminders must not wait for it.
+    assert await d.send_alerts() == {"retrying": 1, "sent": 1}
+    assert d.paused_until is None
     rows = await alert_rows(sessions)
-    assert [(r.status, r.attempts, r.ready_at) for r in rows] == [
-        ("retrying", 0, NOW + timedelta(seconds=12))
-    ] * 2
-    assert rows[1].detail == "released before sending"
+    assert [(r.status, r.attempts) for r in rows] == [("retrying", 0), ("sent", 1)]
+    assert rows[0].ready_at == NOW + timedelta(seconds=12)
 
     clock.current = NOW + timedelta(seconds=11)
     assert await d.send_alerts() == {}
     clock.current = NOW + timedelta(seconds=12)
-    assert await d.send_alerts() == {"sent": 2}
+    assert await d.send_alerts() == {"sent": 1}
     assert [(r.status, r.attempts) for r in await alert_rows(sessions)] == [("sent", 1)] * 2
+
+
+async def test_stopping_releases_the_claimed_alerts_not_sent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await raise_alerts(sessions, 3)
+    d = make_dispatcher(sessions, RecordingSender())
+
+    class StopAfterFirst(RecordingSender):
+        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+            d.stop()
+            return await super().alert(alert, chat_id)
+
+    d.sender = StopAfterFirst()
+    assert await d.send_alerts() == {"sent": 1}
+    rows = await alert_rows(sessions)
+    assert [(r.status, r.attempts, r.ready_at) for r in rows] == [
+        ("sent", 1, None),
+        ("retrying", 0, NOW),
+        ("retrying", 0, NOW),
+    ]
+    assert rows[1].detail == "released before sending"
+
+
+async def test_an_alert_taken_over_after_its_lease_is_not_sent_by_the_first_process(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await raise_alerts(sessions, 3)
+    clock = FixedClock()
+    other = RecordingSender()
+    second = make_dispatcher(sessions, other, clock=clock)
+
+    class Stuck(RecordingSender):
+        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+            if not self.alerts:  # the first send hangs past the lease...
+                clock.current = NOW + timedelta(minutes=6)
+                await second.send_alerts()  # ...and another process takes everything over
+            return await super().alert(alert, chat_id)
+
+    first = Stuck()
+    await make_dispatcher(sessions, first, clock=clock).send_alerts()
+    assert len(first.alerts) == 1  # only the one already on its way
+    assert sorted(a.patient_id for a, _ in other.alerts) == [1, 2, 3]
+    assert {r.status for r in await alert_rows(sessions)} == {"sent"}
+
+
+async def test_an_alert_whose_sends_never_end_is_given_up(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    [patient_id] = await raise_alerts(sessions, 1)
+    async with sessions.begin() as session:
+        row = await session.scalar(select(CoordinatorAlert))
+        assert row is not None
+        row.status, row.attempts = "sending", 12  # the process died in each attempt
+    sender = RecordingSender()
+    with caplog.at_level(logging.ERROR, logger="scheduler.dispatcher"):
+        assert await make_dispatcher(sessions, sender).send_alerts() == {"failed": 1}
+    assert sender.alerts == []
+    [row] = await alert_rows(sessions)
+    assert (row.status, row.ready_at) == ("failed", None)
+    assert caplog.messages == [f"alert symptoms for patient {patient_id} given up"]
 
 
 async def test_an_alert_claimed_by_a_crashed_process_is_sent_after_the_lease(
@@ -287,4 +345,26 @@ async def test_a_reminder_that_fails_queues_its_alert_with_the_outcome(
     assert sorted((a.kind, chat) for a, chat in sender.alerts) == [
         (AlertKind.DELIVERY_FAILED, ALERT_CHAT),
         (AlertKind.DELIVERY_FAILED, COORDINATOR),
+    ]
+
+
+async def test_one_unreachable_alert_however_many_messages_bounced(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_due(sessions, patients=1, per_patient=2)  # two messages, minutes apart
+    async with sessions.begin() as session:
+        patient = await session.scalar(select(Patient))
+        assert patient is not None
+        patient.coordinator_id = COORDINATOR
+
+    class Blocked(RecordingSender):
+        async def send(self, delivery: Delivery) -> Outcome:
+            return Outcome(Result.BLOCKED, error_code=403, description="bot was blocked")
+
+    sender = Blocked()
+    report = await make_dispatcher(sessions, sender).tick()
+    assert (report.deliveries, report.failed) == (2, 2)
+    assert sorted((a.kind, chat) for a, chat in sender.alerts) == [
+        (AlertKind.UNREACHABLE, ALERT_CHAT),
+        (AlertKind.UNREACHABLE, COORDINATOR),
     ]

@@ -255,3 +255,17 @@ async def test_rate_limiter_keeps_a_late_send_from_crowding_the_next_second() ->
     busiest = max(sum(1 for t in started if s <= t < s + 1) for s in started)
     assert busiest == 30
     assert started[-1] < slots[-1] + 0.1  # a short delay, not a stall
+
+
+async def test_rate_limiter_spaces_group_messages_and_fractional_rates() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(per_second=30, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    await limiter.acquire(-100)
+    await limiter.acquire(-100)  # a group: about 20 a minute
+    assert clock.now == pytest.approx(3.0)
+
+    slow = RateLimiter(per_second=0.5, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    start = clock.now
+    await slow.hold(start, 0.0)
+    await slow.hold(start, 0.0)  # a send held up past its slot still keeps 2 s away
+    assert clock.now == pytest.approx(start + 2.0)
