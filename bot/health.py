@@ -139,6 +139,12 @@ class HealthServer:
                 f'remindbot_messages_total{{result="{result}"}} {count}'
                 for result, count in sorted(stats.messages.items())
             ),
+            "# HELP remindbot_alerts_total Coordinator alert sends by the status they reached.",
+            "# TYPE remindbot_alerts_total counter",
+            *(
+                f'remindbot_alerts_total{{status="{status}"}} {count}'
+                for status, count in sorted(stats.alerts.items())
+            ),
             "# HELP remindbot_telegram_errors_total Telegram errors by kind.",
             "# TYPE remindbot_telegram_errors_total counter",
             *(

@@ -10,7 +10,6 @@ body and PTB turns them into results and ``telegram.error`` exceptions; a timeou
 from __future__ import annotations
 
 import json
-import logging
 import re
 import urllib.request
 from typing import Final
@@ -21,8 +20,6 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
-
-log = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
 _TOKEN_IN_URL: Final = re.compile(r"/bot[^/\s]+/")
@@ -113,31 +110,13 @@ class AiohttpRequest(BaseRequest):
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
 
-        files = request_data.multipart_data if request_data else None
-        body: aiohttp.FormData | bytes | None = None
-        headers: dict[str, str] | None = None
-        if files:
-            form = aiohttp.FormData()
-            for name, value in request_data.json_parameters.items():  # type: ignore[union-attr]
-                form.add_field(name, value)
-            for name, (filename, content, mime_type) in files.items():
-                form.add_field(name, content, filename=filename, content_type=mime_type)
-            body = form
-        elif request_data:
-            # One JSON document, which the Bot API accepts for every call without files:
-            # several times cheaper to make than PTB's form encoding of the same parameters.
-            body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
-            headers = {"Content-Type": JSON}
-
-        read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
-        connect = (
-            self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
-        )
-        pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
-        write = (
-            (self._media_write_timeout if files else self._write_timeout)
-            if isinstance(write_timeout, DefaultValue)
-            else write_timeout
+        body, headers = _encode(request_data)
+        uploading = isinstance(body, aiohttp.FormData)
+        read = _given(read_timeout, self._read_timeout)
+        connect = _given(connect_timeout, self._connect_timeout)
+        pool = _given(pool_timeout, self._pool_timeout)
+        write = _given(
+            write_timeout, self._media_write_timeout if uploading else self._write_timeout
         )
         parts = (connect, pool, write, read)
         timeout = aiohttp.ClientTimeout(
@@ -164,3 +143,28 @@ class AiohttpRequest(BaseRequest):
         except aiohttp.ClientError as error:
             reason = _TOKEN_IN_URL.sub("/bot<token>/", str(error))
             raise NetworkError(f"aiohttp.{type(error).__name__}: {reason}") from None
+
+
+def _given(value: ODVInput[float], default: float | None) -> float | None:
+    """A per-call timeout, or this request object's own when the call gave none."""
+    return default if isinstance(value, DefaultValue) else value
+
+
+def _encode(
+    request_data: RequestData | None,
+) -> tuple[aiohttp.FormData | bytes | None, dict[str, str] | None]:
+    """The body and its headers: multipart with files, else one JSON document, which the
+    Bot API accepts for every call without files and which is several times cheaper to make
+    than PTB's form encoding of the same parameters."""
+    if request_data is None:
+        return None, None
+    files = request_data.multipart_data
+    if not files:
+        body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+        return body, {"Content-Type": JSON}
+    form = aiohttp.FormData()
+    for name, value in request_data.json_parameters.items():
+        form.add_field(name, value)
+    for name, (filename, content, mime_type) in files.items():
+        form.add_field(name, content, filename=filename, content_type=mime_type)
+    return form, None

@@ -67,3 +67,16 @@ def queue_alert(
         for chat_id in recipients
     )
     return len(recipients)
+
+
+def alert_of(row: CoordinatorAlert, label: str | None, coordinator_id: int | None) -> Alert:
+    """The alert a queued row stands for, with the patient's label as it is now."""
+    return Alert(
+        AlertKind(row.kind),
+        row.patient_id,
+        label,
+        coordinator_id,
+        Kind(row.reminder_kind) if row.reminder_kind else None,
+        row.day,
+        row.about,
+    )

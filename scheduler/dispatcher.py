@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, and_, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler import store
-from scheduler.alerts import Alert, AlertKind, queue_alert
+from scheduler.alerts import Alert, AlertKind, alert_of, queue_alert
 from scheduler.clock import Clock
 from scheduler.db import reading
 from scheduler.models import (
@@ -329,7 +329,7 @@ class Dispatcher:
         report.deliveries = len(deliveries)
         for start in range(0, len(deliveries), self.concurrency):
             chunk = deliveries[start : start + self.concurrency]
-            if self._stopping or not self.running() or self._paused():
+            if self._holding():
                 await self._release(deliveries[start:], report)
                 break
             outcomes = await asyncio.gather(*(self._send(d, items) for d, items in chunk))
@@ -337,6 +337,10 @@ class Dispatcher:
 
     def _paused(self) -> bool:
         return self.paused_until is not None and self.clock.now() < self.paused_until
+
+    def _holding(self) -> bool:
+        """Nothing more may be sent now: stopping, or paused by a 429."""
+        return self._stopping or not self.running() or self._paused()
 
     async def _claim(self, now: datetime, report: TickReport) -> list[_Claimed]:
         async with self.sessions.begin() as session:
@@ -698,11 +702,11 @@ class Dispatcher:
         process whose lease ran out; only ``patient_id``'s if given. Returns how many reached
         each status."""
         done: Counter[str] = Counter()
-        if self._stopping or not self.running() or self._paused():
+        if self._holding():
             return done
         claimed = await self._claim_alerts(self.clock.now(), patient_id, done)
         for n, (row, alert) in enumerate(claimed):
-            if self._stopping or not self.running() or self._paused():
+            if self._holding():
                 await self._release_alerts([r for r, _ in claimed[n:]])
                 break
             if self.limiter is not None:
@@ -741,20 +745,7 @@ class Dispatcher:
                 row.status = AlertStatus.SENDING
                 row.ready_at = now + self.lease
                 row.attempts += 1
-                claimed.append(
-                    (
-                        row,
-                        Alert(
-                            AlertKind(row.kind),
-                            row.patient_id,
-                            label,
-                            coordinator_id,
-                            Kind(row.reminder_kind) if row.reminder_kind else None,
-                            row.day,
-                            row.about,
-                        ),
-                    )
-                )
+                claimed.append((row, alert_of(row, label, coordinator_id)))
         return claimed
 
     def _alert_claim(self, row: CoordinatorAlert) -> ColumnElement[bool]:

@@ -174,6 +174,21 @@ def _stage(days_overdue: int) -> int:
     return sum(days_overdue >= days for days in FOLLOW_UP_DAYS)
 
 
+async def _followed_up(
+    session: AsyncSession,
+    ids: list[int],
+    stage: int,
+    now: datetime,
+    detail: str,
+    message_id: int | None = None,
+) -> None:
+    """Record that the reminders ``ids`` had the follow-up of ``stage``."""
+    await session.execute(update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage))
+    await store.append_events(
+        session, ids, ReminderStatus.SENT, now, detail=detail, message_id=message_id
+    )
+
+
 async def sweep(
     sessions: async_sessionmaker[AsyncSession],
     sender: FollowUpSender,
@@ -218,7 +233,6 @@ async def sweep(
         if stage <= min(r.followups for r, _ in items):
             continue
         ids = [r.id for r, _ in items]
-        alert = None
         if stage == len(FOLLOW_UP_DAYS):
             alert = Alert(
                 AlertKind.MISSED_TEST,
@@ -228,40 +242,33 @@ async def sweep(
                 Kind(reminder.kind),
                 reminder.local_date,
             )
-            outcome = Outcome.sent(0)
-            detail = f"coordinator alerted: not confirmed after {days} days"
-        else:
-            assert patient.chat_id is not None
-            outcome = await sender.nudge(
-                Nudge(
-                    reminder.id,
-                    patient.chat_id,
-                    patient.locale,
-                    Kind(reminder.kind),
-                    reminder.local_date,
-                    days,
-                )
-            )
-            detail = f"follow-up after {days} days"
-        async with sessions.begin() as session:
-            if outcome.result is Result.SENT:
-                await session.execute(
-                    update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage)
-                )
-                if alert is not None:
-                    queue_alert(session, alert, alert_chat_id=alert_chat_id, now=now)
-                await store.append_events(
+            async with sessions.begin() as session:
+                queue_alert(session, alert, alert_chat_id=alert_chat_id, now=now)
+                await _followed_up(
                     session,
                     ids,
-                    ReminderStatus.SENT,
+                    stage,
                     now,
-                    detail=detail,
-                    message_id=outcome.message_id or None,
+                    f"coordinator alerted: not confirmed after {days} days",
                 )
-                if stage == len(FOLLOW_UP_DAYS):
-                    report.alerted += 1
-                else:
-                    report.nudged += 1
+            report.alerted += 1
+            continue
+        assert patient.chat_id is not None
+        outcome = await sender.nudge(
+            Nudge(
+                reminder.id,
+                patient.chat_id,
+                patient.locale,
+                Kind(reminder.kind),
+                reminder.local_date,
+                days,
+            )
+        )
+        detail = f"follow-up after {days} days"
+        async with sessions.begin() as session:
+            if outcome.result is Result.SENT:
+                await _followed_up(session, ids, stage, now, detail, outcome.message_id)
+                report.nudged += 1
             else:
                 await store.append_events(
                     session,

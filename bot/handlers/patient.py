@@ -794,20 +794,26 @@ async def stop_command(update: Update, context: BotContext) -> None:
     )
 
 
-async def _alert_coordinator(
-    context: BotContext, coordinator_id: int | None, text: Callable[[Translator], str]
+async def _tell_coordinator_of_erasure(
+    context: BotContext, coordinator_id: int | None, label: str
 ) -> None:
-    """Tell the patient's coordinator, in the bot's default language (theirs is unknown).
+    """The erasure alert, in the bot's default language (the coordinator's is unknown).
 
-    A failed alert is logged and does not undo what the patient asked for. Only for the
-    erasure alert, which names a label the database no longer holds; every other alert is
-    queued (scheduler.alerts) and retried.
+    Tried once: it names a label the database no longer holds, so it cannot be queued and
+    retried like the other alerts (scheduler.alerts). A failure is logged and does not undo
+    the erasure.
     """
     if coordinator_id is None:
         return
     tr = translator(context.settings.default_locale)
+    # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's former
+    # pseudonym, now erased from the bot.
+    text = tr.gettext(
+        "Patient %(label)s withdrew consent and asked for their data to be erased. "
+        "The bot no longer stores their label, chat or course dates."
+    ) % {"label": label}
     try:
-        await context.bot.send_message(chat_id=coordinator_id, text=text(tr))
+        await context.bot.send_message(chat_id=coordinator_id, text=text)
     except TelegramError as error:
         log.warning("could not alert the coordinator: %s", type(error).__name__)
 
@@ -910,19 +916,7 @@ async def forget_confirmed(update: Update, context: BotContext) -> None:
         ),
     )
     # The coordinator chose the label and needs it to update the clinic's own records.
-    await _alert_coordinator(
-        context,
-        coordinator_id,
-        # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's former
-        # pseudonym, now erased from the bot.
-        lambda tr: (
-            tr.gettext(
-                "Patient %(label)s withdrew consent and asked for their data to be erased. "
-                "The bot no longer stores their label, chat or course dates."
-            )
-            % {"label": label}
-        ),
-    )
+    await _tell_coordinator_of_erasure(context, coordinator_id, label)
 
 
 async def confirmation_declined(update: Update, context: BotContext) -> None:

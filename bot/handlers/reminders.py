@@ -27,9 +27,10 @@ async def reminder_button(update: Update, context: BotContext) -> None:
     if query is None or user is None or query.data is None:
         return
     match = _DATA.fullmatch(query.data)
+    action = Action(match[3]) if match else None
     chat = update.effective_chat
     now = context.clock.now()
-    if match is None or chat is None or chat.id != user.id:
+    if match is None or action is None or chat is None or chat.id != user.id:
         answered = None
     else:
         async with context.sessions.begin() as session:
@@ -37,13 +38,13 @@ async def reminder_button(update: Update, context: BotContext) -> None:
                 session,
                 reminder_id=int(match[1]),
                 chat_id=user.id,
-                action=Action(match[3]),
+                action=action,
                 snoozes_seen=int(match[2]),
                 now=now,
             )
             if (
                 answered.answer is Answer.RECORDED
-                and Action(match[3]) is Action.SYMPTOMS
+                and action is Action.SYMPTOMS
                 and answered.patient is not None
                 and answered.reminder is not None
             ):
@@ -76,7 +77,6 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         return
     tr = translator(answered.patient.locale)
     await query.answer()
-    action = Action(match[3]) if match else None
     if answered.answer is Answer.ALREADY:
         await reply(update, messages.already_recorded_text(tr))
         return

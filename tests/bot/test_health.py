@@ -181,6 +181,11 @@ async def test_metrics_parse_and_move_when_reminders_are_sent(sessions: object, 
         assert after["remindbot_dispatcher_ticks_total", ()] == 1
         assert "MS-" not in (await get(server.port, "/metrics"))[1]  # no labels of patients
 
+        dispatcher.stats.alerts["sent"] += 2  # as send_alerts counts them
+        alerts = samples((await get(server.port, "/metrics"))[1])
+        assert alerts["remindbot_alerts_total", (("status", "sent"),)] == 2
+        assert alerts["remindbot_alerts", (("status", "failed"),)] == 0
+
         dispatcher.sender = FailingSender()
         await add_due(typed, patients=1, per_patient=1, first=100)
         clock.current = NOW + timedelta(seconds=5)
