@@ -10,13 +10,14 @@ from babel import Locale
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.plurals import get_plural
-from babel.messages.pofile import read_po
+from babel.messages.pofile import read_po, write_po
 
 from bot import messages
 from bot.i18n import available_locales, catalog_problems, locales_dir, negotiate, translator
 from bot.texts import KIND_TITLES
 from scheduler.planner import Course, Profile, plan
 from scheduler.protocol import Kind
+from scripts import catalogs as tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"en", "de", "fr", "es", "it", "pt_BR", "ru", "uk", "fa", "ar"}
@@ -76,7 +77,10 @@ def test_catalog_is_complete_and_consistent(locale: str) -> None:
     assert expected - found == set(), f"{locale}: run pybabel update (messages missing)"
     assert found - expected == set(), f"{locale}: run pybabel update (obsolete messages)"
     plurals = get_plural(locale)
-    assert po.num_plurals == plurals.num_plurals
+    change = tool.plural_change(locale, locales_dir() / locale / "LC_MESSAGES" / "messages.po")
+    assert change is None or change.same_numbers, (
+        f"{change.describe()}; run {tool.UPDATE_COMMAND!r} and translate the forms it marks fuzzy"
+    )
     problems = []
     for message in po:
         if not message.id:
@@ -158,7 +162,9 @@ def test_russian_plural_forms(count: int, form: int) -> None:
     assert forms(message)[form] % {"count": count, "date": ru.date(date(2026, 2, 5))} in text
 
 
-@pytest.mark.parametrize(("count", "form"), [(0, 0), (1, 1), (2, 2), (3, 3), (11, 5), (100, 4)])
+@pytest.mark.parametrize(
+    ("count", "form"), [(0, 0), (1, 1), (2, 2), (3, 3), (11, 4), (99, 4), (100, 5), (102, 5)]
+)
 def test_arabic_plural_forms(count: int, form: int) -> None:
     po = catalog("ar")
     message = next(m for m in po if m.pluralizable and "day ago" in ids(m)[0])
@@ -166,6 +172,44 @@ def test_arabic_plural_forms(count: int, form: int) -> None:
     ar = translator("ar")
     text = messages.nudge_text(Kind.LABS_MONTHLY, date(2026, 2, 5), count, ar)
     assert forms(message)[form] % {"count": count, "date": ar.date(date(2026, 2, 5))} in text
+
+
+@pytest.mark.parametrize("locale", ["fr", "es", "it", "pt_BR"])
+def test_a_million_takes_the_many_form(locale: str) -> None:
+    po = catalog(locale)
+    message = next(m for m in po if m.pluralizable and "reminders sent" in ids(m)[1])
+    singular, plural = ids(message)
+    tr = translator(locale)
+    many = tr.ngettext(singular, plural, 1_000_000) % {"count": 1_000_000}
+    assert many == forms(message)[1] % {"count": 1_000_000}
+    assert many != tr.ngettext(singular, plural, 7) % {"count": 1_000_000}
+
+
+def test_update_moves_translations_to_the_forms_of_a_new_plural_rule(tmp_path: Path) -> None:
+    """What the tool does when CLDR changes a rule: French going from 2 forms to 3."""
+    old = Catalog(locale="fr")
+    old.mime_headers = [*old.mime_headers, ("Plural-Forms", "nplurals=2; plural=(n > 1);")]
+    old.add(("%(count)d day", "%(count)d days"), ("%(count)d jour", "%(count)d jours"))
+    path = tmp_path / "messages.po"
+    with path.open("wb") as file:
+        write_po(file, old)
+    change = tool.plural_change("fr", path)
+    assert change is not None
+    assert not change.same_numbers
+    assert "nplurals=3" in change.new
+    assert tool.apply_plural_rule(change) == ["%(count)d day"]
+    [message] = [m for m in read(path, "fr") if m.id]
+    # one (0, 1) keeps its text; many (a million) and other (2, 3, …) start from "jours",
+    # and the message waits for a translator.
+    assert forms(message) == ["%(count)d jour", "%(count)d jours", "%(count)d jours"]
+    assert message.fuzzy
+    assert tool.plural_change("fr", path) is None
+
+
+def test_a_rule_written_differently_but_equal_changes_only_the_header() -> None:
+    russian = "(n%10==1 && n%100!=11 ? 0 : n%10>=2 && n%10<=4 && (n%100<10 || n%100>=20) ? 1 : 2)"
+    assert tool.same_rule(russian, get_plural("ru").plural_expr, 3, 3)
+    assert not tool.same_rule("(n != 1)", "(n > 1)", 2, 2)
 
 
 @pytest.mark.parametrize(
