@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -186,14 +187,29 @@ def serve(settings: Settings, clock: Clock) -> None:
 
     app.post_init = startup
     app.post_shutdown = shutdown
-    if settings.webhook_url and settings.webhook_secret:
-        app.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
-            webhook_url=settings.webhook_url,
-            secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=Update.ALL_TYPES,
-        )
-    else:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+    # One loop for the start-up check and for PTB: the bot's HTTP sessions belong to it.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        # Ask Telegram who we are before PTB does: a rejected token or an unreachable server
+        # then ends the start with one line, not with PTB's bootstrap traceback.
+        loop.run_until_complete(app.bot.initialize())
+        if settings.webhook_url and settings.webhook_secret:
+            app.run_webhook(
+                listen=settings.webhook_listen,
+                port=settings.webhook_port,
+                url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+                webhook_url=settings.webhook_url,
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=Update.ALL_TYPES,
+                close_loop=False,
+            )
+        else:
+            app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+    finally:
+        # PTB shuts down only what it initialised itself: a start that failed half-way
+        # leaves the bot's HTTP sessions open, and their engine too.
+        loop.run_until_complete(app.bot.shutdown())
+        loop.run_until_complete(engine.dispose())
+        loop.close()
+        asyncio.set_event_loop(None)

@@ -12,7 +12,7 @@ from telegram.ext import ConversationHandler
 from bot.context import BotContext
 from bot.handlers.common import reply, user_translator
 from scheduler import store
-from scheduler.models import Role
+from scheduler.statuses import Role
 
 # A role may do what the roles after it may do.
 RANKS = {Role.STAFF: 1, Role.COORDINATOR: 2, Role.ADMIN: 3}

@@ -19,14 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scheduler.clock import Clock
 from scheduler.db import reading
 from scheduler.dispatcher import Dispatcher
-from scheduler.models import (
-    AlertStatus,
-    CoordinatorAlert,
-    Patient,
-    PatientStatus,
-    Reminder,
-    ReminderStatus,
-)
+from scheduler.models import CoordinatorAlert, Patient, Reminder
+from scheduler.statuses import AlertStatus, PatientStatus, ReminderStatus
 
 log = logging.getLogger(__name__)
 

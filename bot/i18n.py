@@ -3,6 +3,9 @@
 Catalogs are compiled from their ``.po`` source when first loaded, so a compiled file can
 never be stale. English is the source language: its text is the msgid itself, and every
 other language falls back to it message by message, never to an empty string.
+
+Babel is imported where a catalog, a date or a locale is first needed: English texts (the
+command line's help) need none of it, and ``remindbot --help`` should start at once.
 """
 
 from __future__ import annotations
@@ -13,12 +16,10 @@ from datetime import date, time
 from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_time
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import Translations
+if TYPE_CHECKING:
+    from babel import Locale
 
 SOURCE_LOCALE = "en"
 DOMAIN = "messages"
@@ -52,6 +53,10 @@ def translations(locale: str) -> _gettext.NullTranslations:
     path = _catalog_path(locale)
     if locale == SOURCE_LOCALE or not path.is_file():
         return source
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    from babel.support import Translations
+
     with path.open("rb") as po:
         catalog = read_po(po, locale=locale)
     compiled = BytesIO()
@@ -65,6 +70,11 @@ def translations(locale: str) -> _gettext.NullTranslations:
 def gettext(message: str, locale: str = SOURCE_LOCALE) -> str:
     """``message`` translated into ``locale``."""
     return translations(locale).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int, locale: str = SOURCE_LOCALE) -> str:
+    """The form of ``singular``/``plural`` that fits ``n``, translated into ``locale``."""
+    return translations(locale).ngettext(singular, plural, n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +95,22 @@ class Translator:
     def date(self, day: date) -> str:
         """``day`` as a long date: "February 5, 2026", "5. Februar 2026"; isolated from
         the surrounding sentence in right-to-left languages."""
+        from babel.dates import format_date
+
         locale = _babel_locale(self.locale)
         text = format_date(day, format="long", locale=locale)
         return f"{_ISOLATE}{text}{_POP_ISOLATE}" if locale.text_direction == "rtl" else text
 
     def time(self, at: time) -> str:
         """A time of day in the short form: "9:00 AM", "09:00"."""
+        from babel.dates import format_time
+
         return format_time(at, format="short", locale=_babel_locale(self.locale))
 
 
 def _babel_locale(locale: str) -> Locale:
+    from babel import Locale
+
     # Telegram and browsers write "pt-BR", CLDR writes "pt_BR".
     return Locale.parse(locale.replace("-", "_"))
 
@@ -108,6 +124,8 @@ def translator(locale: str) -> Translator:
     catalog for gets English texts with dates and times formatted for that locale; a
     partial catalog falls back to English message by message (see ``translations``).
     """
+    from babel import UnknownLocaleError
+
     try:
         _babel_locale(locale)
     except (ValueError, UnknownLocaleError):
@@ -120,6 +138,8 @@ def negotiate(language_code: str | None, *, default: str) -> str:
     "pt"), or ``default`` when none fits."""
     if not language_code:
         return default
+    from babel import Locale
+
     wanted = language_code.replace("-", "_")
     shipped = sorted(available_locales())
     match = Locale.negotiate([wanted], shipped, sep="_")
@@ -136,6 +156,8 @@ def catalog_problems() -> list[str]:
     Babel falls back to untranslated text silently; this makes the gap visible at start-up
     and in ``remindbot doctor``.
     """
+    from babel.messages.pofile import read_po
+
     problems = []
     for locale in sorted(SHIPPED_LOCALES - {SOURCE_LOCALE}):
         path = _catalog_path(locale)

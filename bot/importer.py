@@ -50,6 +50,16 @@ class NotUtf8(CsvFormatError):
     template = N_("The file is not UTF-8 text. Save it as CSV UTF-8 and try again.")
 
 
+class UnreadableCsv(CsvFormatError):
+    template = N_("Line %(line)d cannot be read as CSV: %(reason)s.")
+
+
+class ExtraFields(ValidationError):
+    template = N_(
+        "The row has %(count)d fields, the header %(expected)d: is a value missing its quotes?"
+    )
+
+
 class DuplicateInFile(ValidationError):
     template = N_("The label %(label)s is already used on line %(line)d.")
 
@@ -126,7 +136,8 @@ def parse_row(row: dict[str, str], *, locales: Collection[str]) -> Enrolment:
     return Enrolment(label=label, locale=locale, profile=profile)
 
 
-def _rows(data: bytes) -> Iterator[tuple[int, dict[str, str]]]:
+def _rows(data: bytes) -> Iterator[tuple[int, dict[str, str], int]]:
+    """(line number, row, number of fields beyond the header's) for each non-empty row."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -144,9 +155,14 @@ def _rows(data: bytes) -> Iterator[tuple[int, dict[str, str]]]:
     if unknown:
         raise UnknownColumns(columns=", ".join(unknown), allowed=", ".join(REQUIRED + OPTIONAL))
     reader.fieldnames = columns
-    for row in reader:
-        if any((value or "").strip() for value in row.values() if isinstance(value, str)):
-            yield reader.line_num, {k: v for k, v in row.items() if isinstance(v, str)}
+    try:
+        for row in reader:
+            extra = row.pop(None, None)  # DictReader puts surplus fields under None
+            values = {k: v for k, v in row.items() if isinstance(v, str)}
+            if extra or any(value.strip() for value in values.values()):
+                yield reader.line_num, values, len(extra or ())
+    except csv.Error as error:
+        raise UnreadableCsv(line=reader.line_num, reason=str(error)) from None
 
 
 def parse_file(
@@ -159,9 +175,11 @@ def parse_file(
     enrolments: list[tuple[int, Enrolment]] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
-    for line, row in _rows(data):
+    for line, row, extra in _rows(data):
         label = (row.get("label") or "").strip()
         try:
+            if extra:
+                raise ExtraFields(count=len(row) + extra, expected=len(row))
             enrolment = parse_row(row, locales=locales)
             if enrolment.label in seen:
                 raise DuplicateInFile(label=enrolment.label, line=seen[enrolment.label])

@@ -38,7 +38,10 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=False)
+    # An empty variable counts as unset: the env example, copied as it is, must work.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=False, env_ignore_empty=True
+    )
 
     telegram_bot_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN")

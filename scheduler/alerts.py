@@ -15,8 +15,9 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler.models import AlertStatus, CoordinatorAlert
+from scheduler.models import CoordinatorAlert
 from scheduler.protocol import Kind
+from scheduler.statuses import AlertStatus
 
 log = logging.getLogger(__name__)
 

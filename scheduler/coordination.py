@@ -15,14 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import store
 from scheduler.followups import Action
-from scheduler.models import (
-    Acknowledgement,
-    DeliveryEvent,
-    Patient,
-    Reminder,
-    ReminderStatus,
-)
+from scheduler.models import Acknowledgement, DeliveryEvent, Patient, Reminder
 from scheduler.protocol import TEST_KINDS
+from scheduler.statuses import ReminderStatus
 
 _SENT = (ReminderStatus.SENT.value, ReminderStatus.ACKNOWLEDGED.value)
 _CHUNK = 2000

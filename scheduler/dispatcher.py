@@ -33,17 +33,10 @@ from scheduler import store
 from scheduler.alerts import Alert, AlertKind, alert_of, queue_alert
 from scheduler.clock import Clock
 from scheduler.db import reading
-from scheduler.models import (
-    AlertStatus,
-    CoordinatorAlert,
-    DeliveryEvent,
-    Patient,
-    PatientStatus,
-    Reminder,
-    ReminderStatus,
-)
+from scheduler.models import CoordinatorAlert, DeliveryEvent, Patient, Reminder
 from scheduler.policies import is_too_late
 from scheduler.protocol import Kind
+from scheduler.statuses import AlertStatus, PatientStatus, ReminderStatus
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scheduler import store
 from scheduler.alerts import Alert, AlertKind, queue_alert
 from scheduler.dispatcher import Outcome, Result
-from scheduler.models import Acknowledgement, Patient, PatientStatus, Reminder, ReminderStatus
+from scheduler.models import Acknowledgement, Patient, Reminder
 from scheduler.protocol import KIND_ORDER, TEST_KINDS, Kind
+from scheduler.statuses import PatientStatus, ReminderStatus
 
 log = logging.getLogger(__name__)
 

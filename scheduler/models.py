@@ -7,7 +7,6 @@ pseudonymous label the clinic uses.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -27,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from scheduler.statuses import AlertStatus, PatientStatus, ReminderStatus
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware datetime stored in UTC; SQLite keeps no offset, so it is restored on read."""
@@ -45,44 +46,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class PatientStatus(StrEnum):
-    INVITED = "invited"
-    ACTIVE = "active"
-    PAUSED = "paused"
-    UNREACHABLE = "unreachable"
-    WITHDRAWN = "withdrawn"
-
-
-class ReminderStatus(StrEnum):
-    PLANNED = "planned"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    SENT = "sent"
-    ACKNOWLEDGED = "acknowledged"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    SKIPPED = "skipped"
-
-
-# Not yet handed to Telegram: re-planning may still move or cancel these.
-UNSENT = frozenset({ReminderStatus.PLANNED, ReminderStatus.RETRYING})
-
-
-class AlertStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    SENT = "sent"
-    FAILED = "failed"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    COORDINATOR = "coordinator"
-    STAFF = "staff"
 
 
 class Base(DeclarativeBase):

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.models import (
-    UNSENT,
     Acknowledgement,
     AuditEvent,
     Consent,
@@ -24,9 +23,9 @@ from scheduler.models import (
     DeliveryEvent,
     Invite,
     Patient,
-    PatientStatus,
     Reminder,
 )
+from scheduler.statuses import UNSENT, PatientStatus
 from scheduler.store import audit
 
 JSON = dict[str, Any]

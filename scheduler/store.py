@@ -23,7 +23,6 @@ from sqlalchemy.orm import selectinload
 from scheduler import planner
 from scheduler.errors import N_, ValidationError
 from scheduler.models import (
-    UNSENT,
     Acknowledgement,
     AuditEvent,
     Consent,
@@ -31,15 +30,13 @@ from scheduler.models import (
     DeliveryEvent,
     Invite,
     Patient,
-    PatientStatus,
     Reminder,
-    ReminderStatus,
-    Role,
     StaffUser,
     UTCDateTime,
 )
 from scheduler.planner import PlanItem, Profile, plan
 from scheduler.policies import skipped_when_planned
+from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus, Role
 from scheduler.validation import next_course
 
 INVITE_TTL = timedelta(days=14)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -17,6 +18,11 @@ from tests.network_guard import NetworkGuard, network_guard
 
 # Fixtures imported to be requested by name; __all__ tells the linter they are used.
 __all__ = ["fake_bot_api", "network_guard"]
+
+# Property tests must not depend on the machine's speed: no deadline per example (a busy CI
+# machine made one example of the planner take more than hypothesis's default 200 ms).
+settings.register_profile("remindbot", deadline=None)
+settings.load_profile("remindbot")
 
 POSTGRES_URL = os.environ.get("REMINDBOT_TEST_POSTGRES_URL")
 # CI sets this so that a missing PostgreSQL fails the run instead of skipping tests.

@@ -757,6 +757,9 @@ class FakeBotApi:
         self.require_known_chats = require_known_chats
         self.webhook_retry_delay = webhook_retry_delay
         self.webhook_timeout = webhook_timeout
+        # Telegram may end a long poll before its timeout; tests of a real process set this
+        # so that stopping it does not wait for the rest of a 10-second poll.
+        self.max_long_poll: float | None = None
         self.host = host
         self.port = port
 
@@ -1421,6 +1424,8 @@ class FakeBotApi:
         offset = int(_number(params, "offset", 0))
         limit = min(max(int(_number(params, "limit", 100)), 1), 100)
         timeout = max(_number(params, "timeout", 0), 0.0)
+        if self.max_long_poll is not None:
+            timeout = min(timeout, self.max_long_poll)
         if "allowed_updates" in params:
             self._allowed_updates = list(params["allowed_updates"]) or None
         self._confirm(offset)

@@ -65,7 +65,7 @@ def test_template_is_up_to_date_with_the_sources() -> None:
         )
     }
     in_template = {m.id if isinstance(m.id, str) else m.id[0] for m in template() if m.id}
-    assert extracted - in_template == set(), "run the pybabel extract command in babel.cfg"
+    assert extracted - in_template == set(), "run python scripts/catalogs.py extract, then update"
     assert in_template - extracted == set(), "the template has messages the sources no longer use"
 
 

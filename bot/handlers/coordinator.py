@@ -43,13 +43,14 @@ from scheduler import coordination, store
 from scheduler.coordination import Adherence
 from scheduler.errors import N_, CourseTooEarly, TooManyCourses, ValidationError
 from scheduler.followups import Action
-from scheduler.models import Course, Patient, PatientStatus, Role
+from scheduler.models import Course, Patient
 from scheduler.protocol import (
     EARLIEST_SEND_TIME,
     EU_MAX_COURSES,
     LATEST_SEND_TIME,
     Kind,
 )
+from scheduler.statuses import PatientStatus, Role
 from scheduler.validation import (
     CourseSpec,
     build_courses,

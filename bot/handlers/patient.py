@@ -39,9 +39,10 @@ from scheduler import patient_data, store
 from scheduler.alerts import Alert, AlertKind, queue_alert
 from scheduler.db import reading
 from scheduler.errors import ValidationError
-from scheduler.models import UNSENT, Patient, PatientStatus, Reminder, ReminderStatus, Role
+from scheduler.models import Patient, Reminder
 from scheduler.planner import PlanItem
 from scheduler.protocol import EARLIEST_SEND_TIME, LATEST_SEND_TIME, Kind
+from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus, Role
 from scheduler.validation import check_locale, parse_send_time, parse_timezone
 
 log = logging.getLogger(__name__)

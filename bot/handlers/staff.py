@@ -21,8 +21,8 @@ from bot.texts import KIND_TITLES
 from scheduler import store
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.errors import N_, ValidationError
-from scheduler.models import ReminderStatus, Role
 from scheduler.protocol import Kind
+from scheduler.statuses import ReminderStatus, Role
 
 PAGE_SIZE = 5
 PAGE_PREFIX = "deliveries:page:"

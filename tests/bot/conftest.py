@@ -17,13 +17,14 @@ from bot.settings import Settings, load_settings
 from scheduler import store
 from scheduler.db import create_engine, session_factory
 from scheduler.dispatcher import TickReport
-from scheduler.models import Role
+from scheduler.statuses import Role
 from scheduler.validation import build_profile
 from tests.fake_bot_api import FakeBotApi, FakeUser, SentMessage
 
 TOKEN = "123456:TEST-token_abc"
-# Short, so that a test of a Telegram timeout waits only this long.
-REQUEST_TIMEOUT = 1.0
+# Generous: a busy machine must not turn a slow answer of the local fake server into a
+# TimedOut. A test of Telegram timeouts sets its own (parametrize "request_timeout").
+REQUEST_TIMEOUT = 10.0
 ADMIN = FakeUser(id=1001, first_name="Ada", language_code="en")
 
 
@@ -131,27 +132,51 @@ def bot_settings(fake_bot_api: FakeBotApi, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def request_timeout() -> float:
+    """Seconds the bot waits for each Bot API answer."""
+    return REQUEST_TIMEOUT
+
+
+@pytest.fixture
 async def harness(
-    fake_bot_api: FakeBotApi, bot_settings: Settings, bot_engine: AsyncEngine, clock: TestClock
+    fake_bot_api: FakeBotApi,
+    bot_settings: Settings,
+    bot_engine: AsyncEngine,
+    clock: TestClock,
+    request_timeout: float,
 ) -> AsyncIterator[Harness]:
     """The bot running with long polling against the fake server."""
     await prepare_database(bot_engine, bot_settings, clock)
     app = build_application(
-        settings=bot_settings, engine=bot_engine, clock=clock, timeout=REQUEST_TIMEOUT
+        settings=bot_settings, engine=bot_engine, clock=clock, timeout=request_timeout
     )
     async with app:
         await app.start()
-        assert app.updater is not None
-        await app.updater.start_polling(timeout=dtm.timedelta(seconds=1), poll_interval=0)
-        assert app.job_queue is not None
-        # Tests run the dispatcher themselves (harness.tick), at the times they choose.
-        for name in ("dispatcher", "follow-ups"):
-            for job in app.job_queue.get_jobs_by_name(name):
-                job.enabled = False
-        assert app.bot_data.dispatcher is not None
-        app.bot_data.dispatcher.limiter = None  # tests of the limits set their own
         try:
-            yield Harness(app, fake_bot_api, session_factory(bot_engine), clock, bot_settings)
+            assert app.updater is not None
+            await app.updater.start_polling(timeout=dtm.timedelta(seconds=1), poll_interval=0)
+            yield _running(app, fake_bot_api, bot_engine, clock, bot_settings)
         finally:
-            await app.updater.stop()
+            # Whatever failed above, the application stops: a running one would make the
+            # next test's start fail ("This Application is still running!").
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
             await app.stop()
+
+
+def _running(
+    app: RemindbotApp,
+    api: FakeBotApi,
+    engine: AsyncEngine,
+    clock: TestClock,
+    settings: Settings,
+) -> Harness:
+    """The harness of a started application, its own jobs switched off."""
+    assert app.job_queue is not None
+    # Tests run the dispatcher themselves (harness.tick), at the times they choose.
+    for name in ("dispatcher", "follow-ups"):
+        for job in app.job_queue.get_jobs_by_name(name):
+            job.enabled = False
+    assert app.bot_data.dispatcher is not None
+    app.bot_data.dispatcher.limiter = None  # tests of the limits set their own
+    return Harness(app, api, session_factory(engine), clock, settings)

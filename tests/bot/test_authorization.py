@@ -34,7 +34,8 @@ from sqlalchemy import select
 from telegram.ext import BaseHandler, CommandHandler, ConversationHandler
 
 from scheduler import store
-from scheduler.models import Base, Role
+from scheduler.models import Base
+from scheduler.statuses import Role
 from tests.bot.conftest import ADMIN, Harness
 from tests.fake_bot_api import FakeUser, SentMessage, WaitTimeout
 

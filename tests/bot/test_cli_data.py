@@ -288,3 +288,30 @@ def test_deliveries_log_formats_and_filters(
     code, _, err = run(["deliveries", "--status", "lost"], capsys)
     assert code == 2
     assert "'lost' is not one of" in err
+
+
+def test_patient_commands_and_csv_that_no_spreadsheet_runs(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    enroll = [*ENROLL[:1], "--label=-A1", *ENROLL[3:]]
+    assert run(enroll, capsys)[0] == 0
+    code, out, _ = run(["patients", "--format", "csv"], capsys)
+    assert code == 0
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0] == ["label", "status", "timezone", "next_due", "last_acknowledged"]
+    assert rows[1][:3] == ["'-A1", "invited", "Europe/Berlin"]
+    code, out, _ = run(["patient", "--format", "json", "--", "-A1"], capsys)
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["label"], shown["status"], shown["courses"][0]["days"]) == ("-A1", "invited", 5)
+    code, out, _ = run(["course", "list", "--", "-A1"], capsys)
+    assert out.splitlines() == [
+        "course 1: 2026-01-05, 5 infusion days",
+        "monitoring until 2030-01-09",
+    ]
+    code, out, err = run(["invite", "--", "-A1"], capsys)
+    assert (code, err) == (0, "")
+    assert "the previous link no longer works" in out.splitlines()[0]
+    assert out.splitlines()[1].startswith("https://t.me/clinic_bot?start=")
+    code, _, err = run(["pause", "--", "-A1"], capsys)
+    assert (code, err) == (2, "remindbot: -A1 is invited: only an active patient can be paused.\n")

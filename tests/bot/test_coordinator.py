@@ -11,17 +11,8 @@ from sqlalchemy import ColumnElement, func, select, update
 from bot.handlers import coordinator
 from bot.i18n import available_locales, negotiate, translator
 from scheduler import coordination, store
-from scheduler.models import (
-    Acknowledgement,
-    AuditEvent,
-    Course,
-    DeliveryEvent,
-    Patient,
-    PatientStatus,
-    Reminder,
-    ReminderStatus,
-    Role,
-)
+from scheduler.models import Acknowledgement, AuditEvent, Course, DeliveryEvent, Patient, Reminder
+from scheduler.statuses import PatientStatus, ReminderStatus, Role
 from tests.bot.conftest import ADMIN, Harness
 from tests.fake_bot_api import FakeUser, SentMessage
 

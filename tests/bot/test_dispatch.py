@@ -14,8 +14,9 @@ from bot.texts import KIND_TITLES
 from scheduler import store
 from scheduler.alerts import Alert
 from scheduler.dispatcher import Delivery, Outcome, RateLimiter
-from scheduler.models import DeliveryEvent, Patient, PatientStatus, Reminder
+from scheduler.models import DeliveryEvent, Patient, Reminder
 from scheduler.planner import plan
+from scheduler.statuses import PatientStatus
 from scheduler.validation import build_profile
 from tests.bot.conftest import Harness
 from tests.fake_bot_api import FakeUser, Fault
@@ -145,6 +146,7 @@ async def test_attempts_are_bounded(harness: Harness) -> None:
     assert "could not be delivered" in alert.text
 
 
+@pytest.mark.parametrize("request_timeout", [1.0])
 async def test_timeout_is_retried(harness: Harness) -> None:
     await consent_anna(harness)
     harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)

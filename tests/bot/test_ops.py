@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import doctor_checks
+from bot.cli.operations import doctor_checks
 from bot.logs import PLAIN_FORMAT, JsonFormatter, RedactToken
 from bot.settings import Settings, load_settings
 from scheduler.db import create_engine, migrate

@@ -15,7 +15,6 @@ from bot.handlers import patient as patient_handlers
 from bot.i18n import available_locales
 from scheduler import store
 from scheduler.models import (
-    UNSENT,
     AuditEvent,
     Consent,
     CoordinatorAlert,
@@ -23,10 +22,9 @@ from scheduler.models import (
     DeliveryEvent,
     Invite,
     Patient,
-    PatientStatus,
     Reminder,
-    ReminderStatus,
 )
+from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus
 from tests.bot.conftest import Harness
 from tests.fake_bot_api import FakeUser, Fault, SentMessage
 

@@ -86,6 +86,7 @@ async def test_polling_answers_and_sigterm_finishes_cleanly(
     now = datetime.now(UTC)
     await _patients_with_due_reminders(database, count=30, now=now)
     env = bot_env(fake_bot_api, database, REMINDBOT_TICK_SECONDS="0.5", REMINDBOT_RATE_LIMIT="5")
+    fake_bot_api.max_long_poll = 0.5  # SIGTERM waits for the poll in flight
     async with remindbot_run(env) as process:
         reply_to = len(fake_bot_api.messages(STRANGER.id))
         await fake_bot_api.wait_for("getUpdates", timeout=20, done=False)

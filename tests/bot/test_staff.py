@@ -8,7 +8,8 @@ from sqlalchemy import select, update
 
 from bot.i18n import negotiate, translator
 from scheduler import store
-from scheduler.models import AuditEvent, DeliveryEvent, Reminder, ReminderStatus, Role
+from scheduler.models import AuditEvent, DeliveryEvent, Reminder
+from scheduler.statuses import ReminderStatus, Role
 from tests.bot.conftest import ADMIN, Harness
 from tests.fake_bot_api import FakeUser, SentMessage
 

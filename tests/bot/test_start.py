@@ -5,7 +5,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from scheduler import store
-from scheduler.models import AuditEvent, Consent, Patient, PatientStatus, Reminder, Role
+from scheduler.models import AuditEvent, Consent, Patient, Reminder
+from scheduler.statuses import PatientStatus, Role
 from tests.bot.conftest import ADMIN, Harness
 from tests.fake_bot_api import FakeUser
 

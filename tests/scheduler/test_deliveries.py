@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from scheduler import deliveries, store
 from scheduler.db import create_engine, migrate, session_factory
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
-from scheduler.models import DeliveryEvent, Patient, PatientStatus, Reminder, ReminderStatus
+from scheduler.models import DeliveryEvent, Patient, Reminder
+from scheduler.statuses import PatientStatus, ReminderStatus
 from scheduler.validation import build_profile
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -11,19 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scheduler import store
 from scheduler.errors import CourseTooEarly
-from scheduler.models import (
-    AuditEvent,
-    Consent,
-    Course,
-    DeliveryEvent,
-    Invite,
-    Patient,
-    PatientStatus,
-    Reminder,
-    ReminderStatus,
-    Role,
-)
+from scheduler.models import AuditEvent, Consent, Course, DeliveryEvent, Invite, Patient, Reminder
 from scheduler.planner import plan
+from scheduler.statuses import PatientStatus, ReminderStatus, Role
 from scheduler.validation import build_profile
 
 BERLIN = ZoneInfo("Europe/Berlin")
