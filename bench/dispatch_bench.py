@@ -151,6 +151,7 @@ async def add_due(
                 "timezone": "UTC",
                 "send_time": clock_time(9),
                 "cbp": False,
+                "cervix": False,
                 "prophylaxis_days": 30,
                 "status": "active",
                 "chat_id": FIRST_CHAT + n,

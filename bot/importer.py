@@ -2,12 +2,12 @@
 
 Columns (header row required, comma- or semicolon-separated, UTF-8):
 
-    label,locale,timezone,send_time,cbp,courses,prophylaxis_days,allow_early_course
+    label,locale,timezone,send_time,cbp,cervix,courses,prophylaxis_days,allow_early_course
 
 ``label``, ``locale``, ``timezone`` and ``courses`` are required; ``courses`` lists
-``DATE[:DAYS]`` separated by spaces or ``|``; ``cbp`` and ``allow_early_course`` take
-yes/no (also true/false, 1/0); ``send_time`` defaults to 09:00 and ``prophylaxis_days``
-to 30.
+``DATE[:DAYS]`` separated by spaces or ``|``; ``cbp``, ``cervix`` and ``allow_early_course``
+take yes/no (also true/false, 1/0); ``cervix`` (the yearly cervical screening line) defaults
+to the ``cbp`` answer, ``send_time`` to 09:00 and ``prophylaxis_days`` to 30.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scheduler.store import Enrolment, check_label
 from scheduler.validation import build_profile, check_locale, parse_course
 
 REQUIRED = ("label", "locale", "timezone", "courses")
-OPTIONAL = ("send_time", "cbp", "prophylaxis_days", "allow_early_course")
+OPTIONAL = ("send_time", "cbp", "cervix", "prophylaxis_days", "allow_early_course")
 _YES = {"yes", "y", "true", "1", "ja", "oui", "si", "sí"}
 _NO = {"no", "n", "false", "0", "nein", "non", ""}
 _COURSE_SEPARATOR = re.compile(r"[\s|]+")
@@ -133,7 +133,13 @@ def parse_row(row: dict[str, str], *, locales: Collection[str]) -> Enrolment:
         ),
         allow_early_course=_flag(row.get("allow_early_course") or "", "allow_early_course"),
     )
-    return Enrolment(label=label, locale=locale, profile=profile)
+    cervix = (row.get("cervix") or "").strip()
+    return Enrolment(
+        label=label,
+        locale=locale,
+        profile=profile,
+        cervix=_flag(cervix, "cervix") if cervix else None,
+    )
 
 
 def _rows(data: bytes) -> Iterator[tuple[int, dict[str, str], int]]:

@@ -12,16 +12,17 @@ its own catalog entry and the bullets are added here, so translators never handl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Final
 
 from bot.i18n import Translator
 from bot.texts import KIND_TITLES
 from scheduler.errors import N_
-from scheduler.protocol import Kind
+from scheduler.protocol import TEST_KINDS, Kind
 
-CONSENT_VERSION: Final = 1
+# 2: Telegram, who sees what, alerts, erasure at any time, retention and contact.
+CONSENT_VERSION: Final = 2
 
 # Kinds whose message names a date (the planner's ``PlanItem.about``).
 DATED_KINDS: Final = frozenset(
@@ -61,10 +62,10 @@ def _bullets(*items: str) -> str:
 
 # One function per kind: the lines under the title. ``when`` is the long date the
 # message names ("" for kinds that name none).
-_Body = Callable[[Translator, str, bool], list[str]]
+_Body = Callable[[Translator, str, bool], list[str]]  # (tr, when, cervix)
 
 
-def _course_upcoming(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _course_upcoming(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: sent 7 days and 1 day before a treatment course; %(date)s is the
         # course's first infusion day as a long date ("January 4, 2027").
@@ -97,11 +98,22 @@ def _course_upcoming(tr: Translator, when: str, cbp: bool) -> list[str]:
             # TRANSLATORS: list item of the course reminder. The patient alert card is the
             # card from the treatment's educational materials.
             tr.gettext("Bring your patient alert card."),
+            # TRANSLATORS: list item of the course reminder. A live vaccine contains a
+            # weakened germ (measles, yellow fever, …); do not name vaccines.
+            tr.gettext(
+                "Before the course your MS team checks for infections and your vaccinations. "
+                "Do not have a live vaccine shortly before or after a course without asking them."
+            ),
+            # TRANSLATORS: list item of the course reminder. Listeria: bacteria in some foods.
+            tr.gettext(
+                "For about a month after each course, avoid foods that can carry listeria, "
+                "such as unpasteurised milk and cheese, undercooked meat and smoked fish."
+            ),
         ),
     ]
 
 
-def _post_infusion_warning(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _post_infusion_warning(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: sent every evening during a course and for 3 days after it. Must
         # read as an urgent instruction: call the emergency number now, not later.
@@ -137,18 +149,20 @@ def _post_infusion_warning(tr: Translator, when: str, cbp: bool) -> list[str]:
     ]
 
 
-def _antiviral_prophylaxis(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _antiviral_prophylaxis(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
-        # TRANSLATORS: sent weekly from the first infusion day; %(date)s is the last day
-        # of the anti-herpes medicine as a long date. Never add a name or a dose.
+        # TRANSLATORS: sent weekly from the first infusion day; %(date)s is a long date, the
+        # earliest day the anti-herpes medicine may end: a minimum, never a day to stop on
+        # (the team may prescribe it for longer). Never add a name or a dose.
         tr.gettext(
-            "Keep taking your anti-herpes medicine as prescribed by your MS team until %(date)s."
+            "Keep taking your anti-herpes medicine as prescribed until at least %(date)s, "
+            "or for longer if your MS team tells you to."
         )
         % {"date": when},
     ]
 
 
-def _labs_monthly(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _labs_monthly(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: the monthly test reminder; a list of three tests follows.
         tr.gettext("It is time for your monthly blood and urine tests:"),
@@ -160,6 +174,9 @@ def _labs_monthly(tr: Translator, when: str, cbp: bool) -> list[str]:
             # TRANSLATORS: list item: a laboratory test; use the usual medical term.
             tr.gettext("urine test (urinalysis) with urine cell counts"),
         ),
+        # TRANSLATORS: after the list of monthly tests. ALT, AST: liver enzymes; keep the
+        # abbreviations.
+        tr.gettext("Your MS team may also check your liver (ALT, AST and bilirubin)."),
         # TRANSLATORS: after the list of monthly tests.
         tr.gettext("Please have these tests even if you feel well."),
         # TRANSLATORS: a list of warning signs follows.
@@ -170,6 +187,8 @@ def _labs_monthly(tr: Translator, when: str, cbp: bool) -> list[str]:
                 "easy bruising, small red or purple spots on the skin, bleeding gums or "
                 "nose, heavy or unusual periods, or cuts that are slow to stop bleeding"
             ),
+            # TRANSLATORS: list item: signs of acquired haemophilia A, a bleeding disorder.
+            tr.gettext("large bruises, or bleeding into joints or muscles"),
             # TRANSLATORS: list item: signs of a kidney problem. Tea-coloured: brown.
             tr.gettext(
                 "blood in your urine, red or tea-coloured urine, swelling of your legs or "
@@ -179,11 +198,17 @@ def _labs_monthly(tr: Translator, when: str, cbp: bool) -> list[str]:
             tr.gettext("yellow skin or eyes, or dark urine"),
             # TRANSLATORS: list item.
             tr.gettext("fever or other signs of infection"),
+            # TRANSLATORS: list item: signs of haemophagocytic lymphohistiocytosis (HLH), an
+            # over-reaction of the immune system.
+            tr.gettext("fever with a rash or swollen glands"),
+            # TRANSLATORS: list item: signs of autoimmune encephalitis (inflammation of the
+            # brain).
+            tr.gettext("new confusion, memory problems or seizures"),
         ),
     ]
 
 
-def _thyroid_quarterly(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _thyroid_quarterly(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: the reminder every 3 months. TSH: thyroid-stimulating hormone.
         tr.gettext("It is time for your thyroid blood test (TSH)."),
@@ -208,7 +233,7 @@ def _thyroid_quarterly(tr: Translator, when: str, cbp: bool) -> list[str]:
     ]
 
 
-def _contraception(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _contraception(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: monthly, only to patients who can become pregnant; %(date)s is
         # the day 4 months after the last infusion of the current course, as a long date.
@@ -222,7 +247,7 @@ def _contraception(tr: Translator, when: str, cbp: bool) -> list[str]:
     ]
 
 
-def _contraception_end(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _contraception_end(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: only to patients who can become pregnant; %(date)s is the day the
         # 4-month period after a course ends, as a long date.
@@ -233,7 +258,7 @@ def _contraception_end(tr: Translator, when: str, cbp: bool) -> list[str]:
     ]
 
 
-def _course_due(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _course_due(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: sent about a month before the next course; %(date)s is the day 12
         # months after the first course began, as a long date. "Around": not fixed yet.
@@ -243,12 +268,12 @@ def _course_due(tr: Translator, when: str, cbp: bool) -> list[str]:
     ]
 
 
-def _annual_screening(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _annual_screening(tr: Translator, when: str, cervix: bool) -> list[str]:
     lines = [
         # TRANSLATORS: the yearly reminder; melanoma is a skin cancer.
         tr.gettext("It is time for your yearly skin check for melanoma (a type of skin cancer)."),
     ]
-    if cbp:
+    if cervix:
         lines.append(
             # TRANSLATORS: added to the yearly reminder for patients with a cervix. HPV:
             # human papillomavirus.
@@ -257,7 +282,7 @@ def _annual_screening(tr: Translator, when: str, cbp: bool) -> list[str]:
     return lines
 
 
-def _monitoring_end(tr: Translator, when: str, cbp: bool) -> list[str]:
+def _monitoring_end(tr: Translator, when: str, cervix: bool) -> list[str]:
     return [
         # TRANSLATORS: %(date)s is the end of the monitoring period (48 months after the
         # last infusion) as a long date.
@@ -285,69 +310,75 @@ _BODIES: Final[dict[Kind, _Body]] = {
 }
 
 
-def _part(kind: Kind, about: date | None, *, cbp: bool, tr: Translator) -> str:
+def _part(kind: Kind, about: date | None, *, cervix: bool, tr: Translator) -> str:
     if about is None and kind in DATED_KINDS:
         raise ValueError(f"a {kind} reminder names a date: pass about=")
     when = tr.date(about) if about is not None else ""
-    return "\n".join([tr.gettext(KIND_TITLES[kind]), *_BODIES[kind](tr, when, cbp)])
+    return "\n".join([tr.gettext(KIND_TITLES[kind]), *_BODIES[kind](tr, when, cervix)])
 
 
-def bundle_text(parts: Sequence[tuple[Kind, date | None]], *, cbp: bool, tr: Translator) -> str:
+def bundle_text(parts: Sequence[tuple[Kind, date | None]], *, cervix: bool, tr: Translator) -> str:
     """Reminders due at the same instant as one message, with the footer once at the end.
 
-    ``parts`` are (kind, about) pairs in the order they are shown; ``cbp`` (the patient
-    can become pregnant) adds the cervical screening line to the yearly reminder.
+    ``parts`` are (kind, about) pairs in the order they are shown; ``cervix`` (the patient
+    has a cervix) adds the cervical screening line to the yearly reminder.
     """
     if not parts:
         raise ValueError("a message needs at least one reminder")
-    texts = [_part(kind, about, cbp=cbp, tr=tr) for kind, about in parts]
+    texts = [_part(kind, about, cervix=cervix, tr=tr) for kind, about in parts]
     return "\n\n".join([*texts, tr.gettext(FOOTER)])
 
 
-def reminder_text(kind: Kind, *, about: date | None, cbp: bool, tr: Translator) -> str:
+def reminder_text(kind: Kind, *, about: date | None, cervix: bool, tr: Translator) -> str:
     """One reminder with its footer; ``about`` is required for ``DATED_KINDS``."""
-    return bundle_text([(kind, about)], cbp=cbp, tr=tr)
+    return bundle_text([(kind, about)], cervix=cervix, tr=tr)
 
 
-def nudge_text(kind: Kind, due_day: date, days_overdue: int, tr: Translator) -> str:
-    """The follow-up for a test reminder that has not been marked done."""
+def nudge_text(kinds: Collection[Kind], due_day: date, days_overdue: int, tr: Translator) -> str:
+    """The follow-up for the test reminders of one message that are not marked done: it
+    names every one of them (PROTOCOL.md "Buttons on bundled messages")."""
+    if not kinds or set(kinds) - TEST_KINDS:
+        raise ValueError(f"only test reminders are followed up, not {sorted(kinds)}")
     params = {"count": days_overdue, "date": tr.date(due_day)}
     done = {"done": tr.gettext(DONE)}
-    if kind is Kind.LABS_MONTHLY:
-        lines = [
-            # TRANSLATORS: follow-up when the monthly tests are not confirmed; %(count)d
-            # is the number of days since %(date)s, the long date they were due.
-            tr.ngettext(
-                "Your monthly blood and urine tests were due %(count)d day ago, on %(date)s.",
-                "Your monthly blood and urine tests were due %(count)d days ago, on %(date)s.",
-                days_overdue,
-            )
-            % params,
-            # TRANSLATORS: %(done)s is the label of the "Done" button, as translated there.
-            tr.gettext(
-                "If you have had them, tap “%(done)s”. If not, please have them as soon as you can."
-            )
-            % done,
-        ]
-    elif kind is Kind.THYROID_QUARTERLY:
-        lines = [
-            # TRANSLATORS: follow-up when the thyroid test is not confirmed; %(count)d is
-            # the number of days since %(date)s, the long date it was due.
-            tr.ngettext(
-                "Your thyroid blood test was due %(count)d day ago, on %(date)s.",
-                "Your thyroid blood test was due %(count)d days ago, on %(date)s.",
-                days_overdue,
-            )
-            % params,
-            # TRANSLATORS: %(done)s is the label of the "Done" button, as translated there.
-            tr.gettext(
-                "If you have had it, tap “%(done)s”. If not, please have it as soon as you can."
-            )
-            % done,
-        ]
+    if set(kinds) == TEST_KINDS:
+        # TRANSLATORS: follow-up when neither the monthly tests nor the thyroid test are
+        # confirmed; %(count)d is the number of days since %(date)s, the long date they
+        # were due.
+        due = tr.ngettext(
+            "Your monthly blood and urine tests and your thyroid blood test were due "
+            "%(count)d day ago, on %(date)s.",
+            "Your monthly blood and urine tests and your thyroid blood test were due "
+            "%(count)d days ago, on %(date)s.",
+            days_overdue,
+        )
+    elif Kind.LABS_MONTHLY in kinds:
+        # TRANSLATORS: follow-up when the monthly tests are not confirmed; %(count)d
+        # is the number of days since %(date)s, the long date they were due.
+        due = tr.ngettext(
+            "Your monthly blood and urine tests were due %(count)d day ago, on %(date)s.",
+            "Your monthly blood and urine tests were due %(count)d days ago, on %(date)s.",
+            days_overdue,
+        )
     else:
-        raise ValueError(f"only test reminders are followed up, not {kind}")
-    return "\n".join(lines) + "\n\n" + tr.gettext(FOOTER)
+        # TRANSLATORS: follow-up when the thyroid test is not confirmed; %(count)d is
+        # the number of days since %(date)s, the long date it was due.
+        due = tr.ngettext(
+            "Your thyroid blood test was due %(count)d day ago, on %(date)s.",
+            "Your thyroid blood test was due %(count)d days ago, on %(date)s.",
+            days_overdue,
+        )
+    if set(kinds) == {Kind.THYROID_QUARTERLY}:
+        # TRANSLATORS: %(done)s is the label of the "Done" button, as translated there.
+        then = tr.gettext(
+            "If you have had it, tap “%(done)s”. If not, please have it as soon as you can."
+        )
+    else:
+        # TRANSLATORS: %(done)s is the label of the "Done" button, as translated there.
+        then = tr.gettext(
+            "If you have had them, tap “%(done)s”. If not, please have them as soon as you can."
+        )
+    return "\n".join([due % params, then % done]) + "\n\n" + tr.gettext(FOOTER)
 
 
 def symptoms_text(tr: Translator) -> str:
@@ -384,16 +415,39 @@ def already_recorded_text(tr: Translator) -> str:
     return tr.gettext("You have already answered this reminder. Thank you.")
 
 
-def consent_text(tr: Translator) -> str:
-    """What the patient agrees to, shown before anything is sent (``CONSENT_VERSION``)."""
+def consent_text(
+    tr: Translator, *, contact: str | None = None, retention: str | None = None
+) -> str:
+    """What the patient agrees to, shown before anything is sent (``CONSENT_VERSION``).
+
+    ``contact`` (whom to ask: a phone line, an address) and ``retention`` (how long the
+    clinic keeps the data) are the clinic's own words from the settings, shown as written;
+    without them the text says "your MS team" and "until you ask for erasure".
+    """
+    if contact:
+        # TRANSLATORS: consent text; %(contact)s is the clinic's contact as the clinic
+        # wrote it (a phone number, an address), in any language.
+        reach = tr.gettext("For questions, contact your care team: %(contact)s") % {
+            "contact": contact
+        }
+    else:
+        # TRANSLATORS: consent text, when the clinic set no contact line.
+        reach = tr.gettext("For questions, contact your MS team at your clinic.")
+    if retention:
+        # TRANSLATORS: consent text; %(retention)s is the clinic's own sentence on how long
+        # it keeps the data, as the clinic wrote it.
+        kept = tr.gettext("How long your data is kept: %(retention)s") % {"retention": retention}
+    else:
+        # TRANSLATORS: consent text, when the clinic set no retention sentence.
+        kept = tr.gettext("Your data is kept until you ask for it to be erased.")
     return "\n\n".join(
         [
             # TRANSLATORS: first paragraph of the consent text. Alemtuzumab is the drug;
-            # Lemtrada is its brand name.
+            # Lemtrada is its brand name. Keep the whole consent text short: it is read on
+            # a phone (under 1,500 characters in all).
             tr.gettext(
-                "This bot sends you reminders for the monitoring programme of your "
-                "alemtuzumab (Lemtrada) treatment, at the local time and in the language "
-                "you chose."
+                "This bot sends you the reminders of the monitoring programme for your "
+                "alemtuzumab (Lemtrada) treatment, at your local time and in your language."
             ),
             "\n".join(
                 [
@@ -405,10 +459,11 @@ def consent_text(tr: Translator) -> str:
                         # TRANSLATORS: consent list item.
                         tr.gettext("your language, time zone and reminder time"),
                         # TRANSLATORS: consent list item; contraception reminders go only
-                        # to patients who can become pregnant.
+                        # to patients who can become pregnant, cervical screening reminders
+                        # only to patients with a cervix.
                         tr.gettext(
-                            "the dates of your treatment courses, and whether you get "
-                            "contraception reminders"
+                            "your course dates, and whether you get contraception and "
+                            "cervical screening reminders"
                         ),
                         # TRANSLATORS: consent list item.
                         tr.gettext("your Telegram chat ID"),
@@ -416,21 +471,48 @@ def consent_text(tr: Translator) -> str:
                         tr.gettext("when each reminder was delivered and how you answered"),
                     ),
                     # TRANSLATORS: consent text, after the list of stored data.
-                    tr.gettext("Your name, date of birth and clinical notes are not stored."),
+                    tr.gettext("Not stored: your name, date of birth or clinical notes."),
                 ]
             ),
-            # TRANSLATORS: consent text: who can see the stored data.
-            tr.gettext("Your MS team at the clinic can see this information."),
+            "\n".join(
+                [
+                    # TRANSLATORS: consent text: the messages pass through Telegram's
+                    # servers, so Telegram can tell the patient is in this programme.
+                    tr.gettext(
+                        "The messages travel through Telegram, which can therefore tell that "
+                        "you are in this programme."
+                    ),
+                    # TRANSLATORS: consent text: who sees the data. The group chat is an
+                    # optional chat of the clinic's staff that gets a copy of alerts.
+                    tr.gettext(
+                        "Your care team's coordinators and staff, the clinic's administrators "
+                        "of this bot and, if set up, a staff group chat can see it."
+                    ),
+                    # TRANSLATORS: consent text.
+                    tr.gettext(
+                        "Your coordinator is told if you report symptoms, stop the reminders "
+                        "or block the bot."
+                    ),
+                ]
+            ),
+            "\n".join(
+                [
+                    # TRANSLATORS: consent text. Keep /stop, /mydata and /forget exactly as
+                    # they are: they are commands. Anonymous counts: how many reminders were
+                    # delivered, with nothing that points to the patient.
+                    tr.gettext(
+                        "/stop ends the reminders and /mydata shows your data. /forget erases "
+                        "everything about you, at any time (also after /stop); only anonymous "
+                        "counts of delivered reminders remain."
+                    ),
+                    kept,
+                    reach,
+                ]
+            ),
             # TRANSLATORS: consent text.
             tr.gettext(
                 "This bot does not replace your MS team or emergency services. In an "
                 "emergency, call your local emergency number."
-            ),
-            # TRANSLATORS: consent text. Keep /stop, /mydata and /forget exactly as they
-            # are: they are commands.
-            tr.gettext(
-                "To stop the reminders, send /stop. To see your data, send /mydata. "
-                "To have it erased, send /forget."
             ),
             # TRANSLATORS: the last line of the consent text; %(version)d is its number.
             tr.gettext("Consent version %(version)d") % {"version": CONSENT_VERSION},

@@ -96,7 +96,7 @@ class TelegramSender:
     async def send(self, delivery: Delivery) -> Outcome:
         tr = translator(delivery.locale)
         text = messages.bundle_text(
-            [(part.kind, part.about) for part in delivery.parts], cbp=delivery.cbp, tr=tr
+            [(part.kind, part.about) for part in delivery.parts], cervix=delivery.cervix, tr=tr
         )
         return await self._send(delivery.chat_id, text, reminder_keyboard(delivery, tr))
 
@@ -129,7 +129,7 @@ class TelegramSender:
 
     async def nudge(self, nudge: Nudge) -> Outcome:
         tr = translator(nudge.locale)
-        text = messages.nudge_text(nudge.kind, nudge.due_day, nudge.days_overdue, tr)
+        text = messages.nudge_text(nudge.kinds, nudge.due_day, nudge.days_overdue, tr)
         keyboard = InlineKeyboardMarkup(
             [
                 [

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         30.0, ge=0, le=1000, validation_alias=AliasChoices("REMINDBOT_RATE_LIMIT")
     )
 
+    # The clinic's own words in the consent text: whom to contact, how long data is kept.
+    clinic_contact: str | None = Field(
+        None, max_length=200, validation_alias=AliasChoices("REMINDBOT_CLINIC_CONTACT")
+    )
+    data_retention: str | None = Field(
+        None, max_length=300, validation_alias=AliasChoices("REMINDBOT_DATA_RETENTION")
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

@@ -89,10 +89,10 @@ def _alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(connection), "head")
+    command.upgrade(_alembic_config(connection), revision)
 
 
 def _current_heads(connection: Connection) -> set[str]:
@@ -109,10 +109,11 @@ def head_revision() -> str:
     return head
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Upgrade the database to the newest schema; a database already there is unchanged."""
+async def migrate(engine: AsyncEngine, *, revision: str = "head") -> None:
+    """Upgrade the database to the newest schema (or to ``revision``); a database already
+    there is unchanged."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(_upgrade, revision)
 
 
 async def is_migrated(engine: AsyncEngine) -> bool:

@@ -70,7 +70,7 @@ class Delivery:
     patient_id: int
     chat_id: int
     locale: str
-    cbp: bool
+    cervix: bool  # the yearly reminder adds the cervical screening line
     due_at: datetime
     parts: tuple[Part, ...]
     snoozes: int = 0  # how often the patient has already postponed these reminders
@@ -447,7 +447,7 @@ class Dispatcher:
                 patient_id=patient_id,
                 chat_id=patient.chat_id or 0,
                 locale=patient.locale,
-                cbp=patient.cbp,
+                cervix=patient.cervix,
                 due_at=items[0].due_at,
                 parts=tuple(Part(i.id, i.kind, i.about, i.local_date) for i in items),
                 snoozes=max(snoozes.get(i.id, 0) for i in items),

@@ -66,9 +66,12 @@ class CoursesOutOfOrder(ValidationError):
 
 
 class CourseTooEarly(ValidationError):
+    # TRANSLATORS: %(earliest)s is 12 months minus 30 days after the previous course began:
+    # the first day the labels' schedule allows without an override.
     template = N_(
-        "Course %(number)d starts %(start)s, less than 12 months after course "
-        "%(previous)d (%(previous_start)s). Confirm the override if this is intended."
+        "Course %(number)d starts %(start)s, before %(earliest)s: earlier than 12 months "
+        "minus 30 days after course %(previous)d (%(previous_start)s). Confirm the override "
+        "if this is intended."
     )
 
 

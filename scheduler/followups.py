@@ -154,7 +154,7 @@ class Nudge:
     reminder_id: int
     chat_id: int
     locale: str
-    kind: Kind
+    kinds: tuple[Kind, ...]  # every unconfirmed test of the message
     due_day: date
     days_overdue: int
 
@@ -260,7 +260,7 @@ async def sweep(
                 reminder.id,
                 patient.chat_id,
                 patient.locale,
-                Kind(reminder.kind),
+                tuple(Kind(r.kind) for r, _ in items),
                 reminder.local_date,
                 days,
             )

@@ -71,6 +71,9 @@ class Patient(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     send_time: Mapped[time] = mapped_column(Time)
     cbp: Mapped[bool] = mapped_column(Boolean)
+    # Adds the cervical screening line to the yearly reminder (not every patient with a
+    # cervix can become pregnant, so it is a flag of its own; default: the CBP answer).
+    cervix: Mapped[bool] = mapped_column(Boolean)
     prophylaxis_days: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=PatientStatus.INVITED)
     chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)

@@ -108,6 +108,7 @@ async def export(session: AsyncSession, *, patient_id: int) -> JSON | None:
         "timezone": patient.timezone,
         "send_time": patient.send_time.strftime("%H:%M"),
         "can_become_pregnant": patient.cbp,
+        "has_cervix": patient.cervix,
         "prophylaxis_days": patient.prophylaxis_days,
         "telegram_chat_id": patient.chat_id,
         "enrolled_at": _instant(patient.created_at),

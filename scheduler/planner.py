@@ -3,6 +3,11 @@
 Every date rule of PROTOCOL.md lives in one small generator below; ``RULES`` lists them.
 Nothing here reads the clock or does I/O.
 
+Courses can overlap (an early course, or a long prophylaxis): per kind, the items of several
+courses that fall on one local date are one item, keeping the occurrence key of the
+earliest course, and an instruction "until <date>" names the latest end among the courses
+that cover its day (PROTOCOL.md, "Overlapping courses").
+
 Local wall times are turned into instants with the zone's rules for that date. A send
 time that does not exist on a spring-forward day (02:30 in a 02:00→03:00 gap) is moved
 forward by the length of the gap (03:30); a send time that happens twice on a fall-back
@@ -99,12 +104,14 @@ _Dates = Iterator[tuple[str, date, int | None, date | None]]
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """How one kind is dated: its generator, its local time, and whether only CBP gets it."""
+    """How one kind is dated: its generator, its local time, whether only CBP gets it, and
+    for an instruction that lasts until a date, that date for a given day."""
 
     kind: Kind
     dates: Callable[[Profile], _Dates]
     at: time | None = None  # None: the patient's send time
     cbp_only: bool = False
+    until: Callable[[Profile, date], date] | None = None
 
 
 def _course_upcoming(profile: Profile) -> _Dates:
@@ -130,6 +137,15 @@ def _antiviral_prophylaxis(profile: Profile) -> _Dates:
             day = course.start + week * _WEEK
 
 
+def _prophylaxis_until(profile: Profile, day: date) -> date:
+    """The latest end of anti-herpes prophylaxis among the courses that cover ``day``."""
+    return max(
+        end
+        for course in profile.courses
+        if course.start <= day <= (end := course.end + timedelta(days=profile.prophylaxis_days))
+    )
+
+
 def _every_months(step: int) -> Callable[[Profile], _Dates]:
     def dates(profile: Profile) -> _Dates:
         anchor, last = profile.anchor, profile.monitoring_end
@@ -151,6 +167,15 @@ def _contraception(profile: Profile) -> _Dates:
             yield f"c{number}-m{months}", day, number, until
             months += 1
             day = add_months(course.start, months)
+
+
+def _contraception_until(profile: Profile, day: date) -> date:
+    """The latest end of the contraception period among the courses that cover ``day``."""
+    return max(
+        end
+        for course in profile.courses
+        if course.start <= day < (end := add_months(course.end, CONTRACEPTION_MONTHS))
+    )
 
 
 def _contraception_end(profile: Profile) -> _Dates:
@@ -176,10 +201,10 @@ def _monitoring_end(profile: Profile) -> _Dates:
 RULES: tuple[Rule, ...] = (
     Rule(Kind.COURSE_UPCOMING, _course_upcoming),
     Rule(Kind.POST_INFUSION_WARNING, _post_infusion_warning, at=POST_INFUSION_TIME),
-    Rule(Kind.ANTIVIRAL_PROPHYLAXIS, _antiviral_prophylaxis),
+    Rule(Kind.ANTIVIRAL_PROPHYLAXIS, _antiviral_prophylaxis, until=_prophylaxis_until),
     Rule(Kind.LABS_MONTHLY, _every_months(1)),
     Rule(Kind.THYROID_QUARTERLY, _every_months(3)),
-    Rule(Kind.CONTRACEPTION, _contraception, cbp_only=True),
+    Rule(Kind.CONTRACEPTION, _contraception, cbp_only=True, until=_contraception_until),
     Rule(Kind.CONTRACEPTION_END, _contraception_end, cbp_only=True),
     Rule(Kind.COURSE_DUE, _course_due),
     Rule(Kind.ANNUAL_SCREENING, _every_months(12)),
@@ -206,10 +231,22 @@ def plan(profile: Profile) -> list[PlanItem]:
             continue
         at = rule.at or profile.send_time
         kind = rule.kind
+        # One item per local date; generators go course by course, so the first is the
+        # earliest course's.
+        on_day: dict[date, int] = {}
         for occurrence, day, course, about in rule.dates(profile):
+            if rule.until is not None:
+                about = rule.until(profile, day)
+            kept = on_day.get(day)
+            if kept is not None:
+                earlier = items[kept]
+                if about is not None and (earlier.about is None or about > earlier.about):
+                    items[kept] = earlier._replace(about=about)
+                continue
             due = instants.get((day, at))
             if due is None:
                 due = instants[day, at] = local_instant(day, at, zone)
+            on_day[day] = len(items)
             items.append(PlanItem(kind, occurrence, day, due, course, about))
     # RULES are in protocol order and the sort is stable: ties stay in kind order.
     items.sort(key=attrgetter("due"))

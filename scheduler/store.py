@@ -92,6 +92,12 @@ class Enrolment:
     locale: str
     profile: Profile
     coordinator_id: int | None = None
+    # Whether the yearly reminder carries the cervical screening line; None: the CBP answer.
+    cervix: bool | None = None
+
+    @property
+    def has_cervix(self) -> bool:
+        return self.profile.cbp if self.cervix is None else self.cervix
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +250,7 @@ async def enroll(
                     "timezone": enrolment.profile.timezone.key,
                     "send_time": enrolment.profile.send_time,
                     "cbp": enrolment.profile.cbp,
+                    "cervix": enrolment.has_cervix,
                     "prophylaxis_days": enrolment.profile.prophylaxis_days,
                     "status": PatientStatus.INVITED,
                     "coordinator_id": enrolment.coordinator_id,
@@ -517,6 +524,25 @@ async def pause(
         action=f"patient.{status}",
         target=_patient_target(patient_id),
         now=now,
+    )
+    return patient
+
+
+async def set_cervix(
+    session: AsyncSession, *, patient_id: int, cervix: bool, actor: str, now: datetime
+) -> Patient | None:
+    """Record whether the patient has a cervix (the yearly cervical screening line)."""
+    patient = await session.get(Patient, patient_id)
+    if patient is None or patient.cervix == cervix:
+        return patient
+    patient.cervix = cervix
+    audit(
+        session,
+        actor=actor,
+        action="patient.cervix",
+        target=_patient_target(patient_id),
+        now=now,
+        detail="yes" if cervix else "no",
     )
     return patient
 

@@ -117,6 +117,7 @@ def next_course(
                 start=start.isoformat(),
                 previous=number - 1,
                 previous_start=previous.start.isoformat(),
+                earliest=earliest_next_start(previous).isoformat(),
             )
     warnings: list[ValidationWarning] = []
     if number > EU_MAX_COURSES:

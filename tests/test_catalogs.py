@@ -107,7 +107,7 @@ def test_every_message_renders_in_every_locale(locale: str) -> None:
     about = date(2027, 1, 4)
     for kind in Kind:
         text = messages.reminder_text(
-            kind, about=about if kind in messages.DATED_KINDS else None, cbp=True, tr=tr
+            kind, about=about if kind in messages.DATED_KINDS else None, cervix=True, tr=tr
         )
         assert text.strip()
         assert "%(" not in text
@@ -126,7 +126,7 @@ def test_every_message_renders_in_every_locale(locale: str) -> None:
         messages.acknowledged_text(tr),
         messages.already_recorded_text(tr),
         messages.snooze_limit_text(tr),
-        messages.nudge_text(Kind.LABS_MONTHLY, about, 3, tr),
+        messages.nudge_text({Kind.LABS_MONTHLY}, about, 3, tr),
     ):
         assert text.strip()
         assert "%(" not in text
@@ -142,15 +142,17 @@ def test_worked_example_in_german_and_russian() -> None:
     end = next(i for i in items if i.kind is Kind.MONITORING_END)
     de, ru = translator("de"), translator("ru")
     assert "4. Januar 2027" in messages.reminder_text(
-        upcoming.kind, about=upcoming.about, cbp=False, tr=de
+        upcoming.kind, about=upcoming.about, cervix=False, tr=de
     )
-    assert "6. Januar 2031" in messages.reminder_text(end.kind, about=end.about, cbp=False, tr=de)
+    assert "6. Januar 2031" in messages.reminder_text(
+        end.kind, about=end.about, cervix=False, tr=de
+    )
     assert "4 января 2027\u202fг." in messages.reminder_text(
-        upcoming.kind, about=upcoming.about, cbp=False, tr=ru
+        upcoming.kind, about=upcoming.about, cervix=False, tr=ru
     )
     labs = next(i for i in items if i.kind is Kind.LABS_MONTHLY)
-    assert "5 февраля 2026\u202fг." in messages.nudge_text(labs.kind, labs.day, 3, ru)
-    assert "5. Februar 2026" in messages.nudge_text(labs.kind, labs.day, 3, de)
+    assert "5 февраля 2026\u202fг." in messages.nudge_text({labs.kind}, labs.day, 3, ru)
+    assert "5. Februar 2026" in messages.nudge_text({labs.kind}, labs.day, 3, de)
 
 
 @pytest.mark.parametrize(("count", "form"), [(1, 0), (2, 1), (5, 2), (21, 0), (22, 1), (11, 2)])
@@ -158,7 +160,7 @@ def test_russian_plural_forms(count: int, form: int) -> None:
     po = catalog("ru")
     message = next(m for m in po if m.pluralizable and "day ago" in ids(m)[0])
     ru = translator("ru")
-    text = messages.nudge_text(Kind.LABS_MONTHLY, date(2026, 2, 5), count, ru)
+    text = messages.nudge_text({Kind.LABS_MONTHLY}, date(2026, 2, 5), count, ru)
     assert forms(message)[form] % {"count": count, "date": ru.date(date(2026, 2, 5))} in text
 
 
@@ -170,7 +172,7 @@ def test_arabic_plural_forms(count: int, form: int) -> None:
     message = next(m for m in po if m.pluralizable and "day ago" in ids(m)[0])
     assert len(forms(message)) == 6
     ar = translator("ar")
-    text = messages.nudge_text(Kind.LABS_MONTHLY, date(2026, 2, 5), count, ar)
+    text = messages.nudge_text({Kind.LABS_MONTHLY}, date(2026, 2, 5), count, ar)
     assert forms(message)[form] % {"count": count, "date": ar.date(date(2026, 2, 5))} in text
 
 

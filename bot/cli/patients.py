@@ -67,6 +67,7 @@ def enroll_command(
     timezone: str,
     send_time: str,
     cbp: bool,
+    cervix: bool | None,
     prophylaxis_days: int,
     allow_early_course: bool,
     coordinator: int | None,
@@ -80,6 +81,7 @@ def enroll_command(
         locale=check_locale_option(locale),
         profile=build(courses, timezone, send_time, cbp, prophylaxis_days, allow_early_course),
         coordinator_id=coordinator,
+        cervix=cervix,
     )
     config = common.settings()
     path = common.new_file(
@@ -306,6 +308,7 @@ def patient_command(label: str, output: str) -> None:
         "timezone": found.timezone,
         "send_time": found.send_time.strftime("%H:%M"),
         "cbp": found.cbp,
+        "cervix": found.cervix,
         "prophylaxis_days": found.prophylaxis_days,
         "coordinator": found.coordinator_id,
         "courses": [

@@ -45,6 +45,14 @@ def profile_options(function: F) -> F:
         ),
         click.option("--cbp", is_flag=True, help=_("The patient can become pregnant.")),
         click.option(
+            "--cervix/--no-cervix",
+            default=None,
+            help=_(
+                "The patient has a cervix: the yearly reminder adds cervical screening "
+                "(default: as --cbp)."
+            ),
+        ),
+        click.option(
             "--prophylaxis-days",
             type=int,
             default=DEFAULT_PROPHYLAXIS_DAYS,
@@ -115,6 +123,7 @@ def plan_command(
     timezone: str,
     send_time: str,
     cbp: bool,
+    cervix: bool | None,
     prophylaxis_days: int,
     allow_early_course: bool,
     output: str,
@@ -128,7 +137,7 @@ def plan_command(
     if render:
         from bot.i18n import translator
 
-        _print_messages(profile, items, translator(locale))
+        _print_messages(items, cervix=cbp if cervix is None else cervix, tr=translator(locale))
     elif output == "json":
         click.echo(json.dumps([_item_json(item) for item in items], indent=2))
     elif output == "ics":
@@ -141,18 +150,26 @@ def plan_command(
         _print_table(profile, items)
 
 
-def _print_messages(profile: Profile, items: Sequence[PlanItem], tr: Translator) -> None:
-    """Every message of the plan as the patient would read it: one per instant."""
+def _print_messages(items: Sequence[PlanItem], *, cervix: bool, tr: Translator) -> None:
+    """Every message of the plan as the patient would read it, one per instant, and the
+    length of the longest."""
     from bot import messages
 
     by_instant: dict[datetime, list[PlanItem]] = {}
     for item in items:
         by_instant.setdefault(item.due, []).append(item)
+    longest = 0
     for due, bundle in by_instant.items():
         click.echo(f"── {tr.date(due.date())}, {tr.time(due.time())} ({due:%z}) ──")
         parts = [(item.kind, item.about) for item in bundle]
-        click.echo(messages.bundle_text(parts, cbp=profile.cbp, tr=tr))
+        text = messages.bundle_text(parts, cervix=cervix, tr=tr)
+        longest = max(longest, len(text))
+        click.echo(text)
         click.echo()
+    click.echo(
+        _("%(count)d messages; the longest has %(length)d characters.")
+        % {"count": len(by_instant), "length": longest}
+    )
 
 
 def _item_json(item: PlanItem) -> dict[str, object]:

@@ -88,13 +88,14 @@ class Step(IntEnum):
     TIMEZONE = 2
     SEND_TIME = 3
     CBP = 4
-    COURSE1_START = 5
-    COURSE1_DAYS = 6
-    COURSE2_START = 7
-    EARLY = 8
-    COURSE2_DAYS = 9
-    SUMMARY = 10
-    EDIT = 11
+    CERVIX = 5
+    COURSE1_START = 6
+    COURSE1_DAYS = 7
+    COURSE2_START = 8
+    EARLY = 9
+    COURSE2_DAYS = 10
+    SUMMARY = 11
+    EDIT = 12
 
 
 # The part of the callback data that names the step a button answers.
@@ -103,6 +104,7 @@ BUTTON_KEYS: Final = {
     Step.TIMEZONE: "tz",
     Step.SEND_TIME: "time",
     Step.CBP: "cbp",
+    Step.CERVIX: "cervix",
     Step.COURSE1_DAYS: "days1",
     Step.COURSE2_START: "course2",
     Step.EARLY: "early",
@@ -115,7 +117,8 @@ _FOLLOWING: Final = {
     Step.LANGUAGE: Step.TIMEZONE,
     Step.TIMEZONE: Step.SEND_TIME,
     Step.SEND_TIME: Step.CBP,
-    Step.CBP: Step.COURSE1_START,
+    Step.CBP: Step.CERVIX,
+    Step.CERVIX: Step.COURSE1_START,
     Step.COURSE1_START: Step.COURSE1_DAYS,
     Step.COURSE1_DAYS: Step.COURSE2_START,
     Step.COURSE2_START: Step.COURSE2_DAYS,
@@ -129,6 +132,7 @@ EDITABLE: Final = {
     "timezone": Step.TIMEZONE,
     "send_time": Step.SEND_TIME,
     "cbp": Step.CBP,
+    "cervix": Step.CERVIX,
     "courses": Step.COURSE1_START,
 }
 
@@ -172,6 +176,7 @@ class Draft:
     timezone: str | None = None
     send_time: time | None = None
     cbp: bool = False
+    cervix: bool = False
     course1_start: date | None = None
     course1_days: int | None = None
     course2_start: date | None = None
@@ -355,6 +360,16 @@ def _question(step: Step, draft: Draft, tr: Translator) -> tuple[str, InlineKeyb
             return text, _keyboard(
                 [(tr.gettext("Yes"), _button(step, "yes")), (tr.gettext("No"), _button(step, "no"))]
             )
+        case Step.CERVIX:
+            # TRANSLATORS: asked at enrolment, after the pregnancy question. Not every
+            # patient with a cervix can become pregnant.
+            text = tr.gettext(
+                "Does the patient have a cervix? If yes, the yearly reminder also asks for "
+                "cervical screening."
+            )
+            return text, _keyboard(
+                [(tr.gettext("Yes"), _button(step, "yes")), (tr.gettext("No"), _button(step, "no"))]
+            )
         case Step.COURSE1_START:
             text = tr.gettext(
                 "On which date does course 1 start (its first infusion day)? Send it as YYYY-MM-DD."
@@ -399,13 +414,16 @@ def _question(step: Step, draft: Draft, tr: Translator) -> tuple[str, InlineKeyb
                 "send_time": tr.gettext("Send time"),
                 # TRANSLATORS: short button: whether the patient can become pregnant.
                 "cbp": tr.gettext("Pregnancy"),
+                # TRANSLATORS: short button: whether the patient has a cervix.
+                "cervix": tr.gettext("Cervix"),
                 "courses": tr.gettext("Courses"),
             }
             choices = [(names[field], _button(step, field)) for field in EDITABLE]
             return tr.gettext("What do you want to change?"), _keyboard(
-                # TRANSLATORS: button: back to the summary without changing anything.
                 choices[0:3],
-                choices[3:6],
+                choices[3:5],
+                choices[5:7],
+                # TRANSLATORS: button: back to the summary without changing anything.
                 [(tr.gettext("Back"), _button(step, "back"))],
             )
     raise AssertionError(step)
@@ -424,6 +442,7 @@ def _summary(draft: Draft, tr: Translator) -> str:
         tr.gettext("Time zone: %(timezone)s") % {"timezone": draft.timezone},
         tr.gettext("Send time: %(time)s") % {"time": tr.time(draft.send_time)},
         tr.gettext("Can become pregnant: %(answer)s") % {"answer": _yes_no(draft.cbp, tr)},
+        tr.gettext("Has a cervix: %(answer)s") % {"answer": _yes_no(draft.cervix, tr)},
     ]
     courses, _ = build_courses(draft.courses(), allow_early=True)
     for number, course in enumerate(courses, start=1):
@@ -515,14 +534,21 @@ async def _set_send_time(draft: Draft, value: str, tr: Translator, context: BotC
     draft.send_time = parse_send_time(value)
 
 
-async def _set_cbp(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
+def _yes_or_no(value: str, tr: Translator) -> bool:
     answer = value.strip().casefold()
     if answer in {"yes", tr.gettext("Yes").casefold()}:
-        draft.cbp = True
-    elif answer in {"no", tr.gettext("No").casefold()}:
-        draft.cbp = False
-    else:
-        raise AnswerYesOrNo()
+        return True
+    if answer in {"no", tr.gettext("No").casefold()}:
+        return False
+    raise AnswerYesOrNo()
+
+
+async def _set_cbp(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
+    draft.cbp = _yes_or_no(value, tr)
+
+
+async def _set_cervix(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
+    draft.cervix = _yes_or_no(value, tr)
 
 
 async def _set_course1_start(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
@@ -619,6 +645,12 @@ async def enroll_cbp(update: Update, context: BotContext) -> int:
 
 
 @requires(Role.COORDINATOR)
+async def enroll_cervix(update: Update, context: BotContext) -> int:
+    """Whether the patient has a cervix (the yearly cervical screening line)."""
+    return await _answer(update, context, Step.CERVIX, _set_cervix)
+
+
+@requires(Role.COORDINATOR)
 async def enroll_course1_start(update: Update, context: BotContext) -> int:
     """The first infusion day of course 1."""
     return await _answer(update, context, Step.COURSE1_START, _set_course1_start)
@@ -689,7 +721,9 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
         )
     except ValidationError as error:
         return await _ask(update, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
-    enrolment = store.Enrolment(draft.label, draft.locale, profile, coordinator_id=user.id)
+    enrolment = store.Enrolment(
+        draft.label, draft.locale, profile, coordinator_id=user.id, cervix=draft.cervix
+    )
     try:
         async with context.sessions.begin() as session:
             [enrolled] = await store.enroll(
@@ -767,6 +801,7 @@ def enroll_conversation() -> ConversationHandler[BotContext]:
         Step.TIMEZONE: enroll_timezone,
         Step.SEND_TIME: enroll_send_time,
         Step.CBP: enroll_cbp,
+        Step.CERVIX: enroll_cervix,
         Step.COURSE1_START: enroll_course1_start,
         Step.COURSE1_DAYS: enroll_course1_days,
         Step.COURSE2_START: enroll_course2_start,
@@ -1046,6 +1081,7 @@ async def patient(update: Update, context: BotContext) -> None:
         tr.gettext("Time zone: %(timezone)s") % {"timezone": found.timezone},
         tr.gettext("Send time: %(time)s") % {"time": tr.time(found.send_time)},
         tr.gettext("Can become pregnant: %(answer)s") % {"answer": _yes_no(found.cbp, tr)},
+        tr.gettext("Has a cervix: %(answer)s") % {"answer": _yes_no(found.cervix, tr)},
     ]
     lines += [_course_line(c.number, c.start, c.days, tr) for c in found.courses]
     adherence = detail.adherence
@@ -1216,6 +1252,42 @@ async def invite(update: Update, context: BotContext) -> None:
     )
 
 
+@requires(Role.COORDINATOR)
+async def cervix(update: Update, context: BotContext) -> None:
+    """``/cervix LABEL yes|no``: whether the yearly reminder asks for cervical screening."""
+    tr = _tr(update, context)
+    user = update.effective_user
+    usage = tr.gettext("Use /cervix LABEL yes or /cervix LABEL no, for example /cervix MS-001 yes.")
+    if user is None or not context.args or len(context.args) != 2:
+        await reply(update, usage)
+        return
+    label, answer = context.args
+    try:
+        value = _yes_or_no(answer, tr)
+    except AnswerYesOrNo:
+        await reply(update, usage)
+        return
+    async with context.sessions.begin() as session:
+        found = await store.patient_by_label(session, label=label)
+        if found is not None:
+            await store.set_cervix(
+                session,
+                patient_id=found.id,
+                cervix=value,
+                actor=f"user:{user.id}",
+                now=context.clock.now(),
+            )
+    if found is None:
+        await reply(update, _no_patient(tr))
+        return
+    await reply(
+        update,
+        # TRANSLATORS: the answer to /cervix; %(answer)s is "yes" or "no".
+        tr.gettext("%(label)s: cervical screening in the yearly reminder: %(answer)s.")
+        % {"label": label, "answer": _yes_no(value, tr)},
+    )
+
+
 def handlers() -> Handlers:
     """The coordinator commands and buttons."""
     return [
@@ -1229,4 +1301,5 @@ def handlers() -> Handlers:
         CommandHandler("pause", pause, filters=PRIVATE),
         CommandHandler("resume", resume, filters=PRIVATE),
         CommandHandler("invite", invite, filters=PRIVATE),
+        CommandHandler("cervix", cervix, filters=PRIVATE),
     ]

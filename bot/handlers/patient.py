@@ -231,7 +231,14 @@ async def start(update: Update, context: BotContext) -> None:
     assert context.user_data is not None
     context.user_data[INVITE_KEY] = token
     tr = translator(invited.locale)
-    await reply(update, messages.consent_text(tr), reply_markup=_consent_keyboard(tr))
+    await reply(update, _consent_text(tr, context), reply_markup=_consent_keyboard(tr))
+
+
+def _consent_text(tr: Translator, context: BotContext) -> str:
+    settings = context.settings
+    return messages.consent_text(
+        tr, contact=settings.clinic_contact, retention=settings.data_retention
+    )
 
 
 async def consent_accept(update: Update, context: BotContext) -> None:
@@ -275,7 +282,7 @@ async def consent_accept(update: Update, context: BotContext) -> None:
             invite=invite,
             chat_id=chat.id,
             version=messages.CONSENT_VERSION,
-            text=messages.consent_text(tr),
+            text=_consent_text(tr, context),
             locale=invited.locale,
             now=now,
         )
@@ -367,6 +374,7 @@ def staff_help(role: Role, tr: Translator) -> str:
             tr.gettext("/patient LABEL: one patient"),
             tr.gettext("/pause LABEL, /resume LABEL: stop or restart reminders"),
             tr.gettext("/invite LABEL: a new invite link"),
+            tr.gettext("/cervix LABEL yes|no: cervical screening in the yearly reminder"),
         ]
     if allows(role, Role.ADMIN):
         lines += [
@@ -711,6 +719,8 @@ def _mydata_summary(patient: Patient, data: dict[str, Any], tr: Translator) -> s
         tr.gettext("Time zone: %(timezone)s") % {"timezone": patient.timezone},
         tr.gettext("Reminder time: %(time)s") % {"time": tr.time(patient.send_time)},
         tr.gettext("Contraception reminders: %(answer)s") % {"answer": _yes_no(patient.cbp, tr)},
+        tr.gettext("Cervical screening reminders: %(answer)s")
+        % {"answer": _yes_no(patient.cervix, tr)},
         tr.gettext("Telegram chat ID: %(chat_id)s") % {"chat_id": patient.chat_id},
     ]
     lines += [

@@ -305,6 +305,14 @@ MATRIX = (
         allowed("New invite for MS-002; the previous link no longer works."),
         replies=2,  # the link, then its QR code
     ),
+    row(
+        "/cervix MS-001 no",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("MS-001: cervical screening in the yearly reminder: No."),
+        allowed("MS-001: cervical screening in the yearly reminder: No."),
+    ),
     # --- staff and admins -----------------------------------------------------------------
     row(
         "/deliveries MS-001",

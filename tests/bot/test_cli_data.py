@@ -315,3 +315,22 @@ def test_patient_commands_and_csv_that_no_spreadsheet_runs(
     assert out.splitlines()[1].startswith("https://t.me/clinic_bot?start=")
     code, _, err = run(["pause", "--", "-A1"], capsys)
     assert (code, err) == (2, "remindbot: -A1 is invited: only an active patient can be paused.\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], (False, False)),
+        (["--cervix"], (False, True)),
+        (["--cbp"], (True, True)),
+        (["--cbp", "--no-cervix"], (True, False)),
+    ],
+)
+def test_enroll_sets_the_cervix_flag_as_the_cbp_answer_unless_told(
+    flags: list[str], expected: tuple[bool, bool], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([*ENROLL, *flags], capsys)[0] == 0
+    code, out, _ = run(["patient", "MS-001", "--format", "json"], capsys)
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["cbp"], shown["cervix"]) == expected

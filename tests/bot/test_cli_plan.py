@@ -77,8 +77,9 @@ def test_ics_is_a_valid_calendar_with_stable_uids(capsys: pytest.CaptureFixture[
         ([*BERLIN, "--format", "pdf"], "'pdf' is not one of"),
         (
             ["plan", "--course", "2026-01-05", "--course", "2026-11-02", "--timezone", "UTC"],
-            "less than 12 months after course 1 (2026-01-05). Confirm the override if this is "
-            "intended. Add --allow-early-course to confirm.",
+            "before 2026-12-06: earlier than 12 months minus 30 days after course 1 "
+            "(2026-01-05). Confirm the override if this is intended. "
+            "Add --allow-early-course to confirm.",
         ),
     ],
 )

@@ -100,7 +100,11 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     [again] = await bot.say(CORA, "maybe")
     assert text(again).startswith("Please answer Yes or No.")
 
-    [course1] = await bot.press(CORA, again, "Yes")
+    [cervix] = await bot.press(CORA, again, "Yes")
+    assert "Does the patient have a cervix?" in text(cervix)
+    [again] = await bot.say(CORA, "perhaps")
+    assert text(again).startswith("Please answer Yes or No.")
+    [course1] = await bot.press(CORA, again, "No")
     assert "course 1 start" in text(course1)
     [again] = await bot.say(CORA, "2026-02-30")
     assert "2026-02-30 is not a valid date" in text(again)
@@ -115,7 +119,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     [again] = await bot.say(CORA, "2026-01-07")
     assert "before course 1 ends (2026-01-09)" in text(again)
     [early] = await bot.say(CORA, "2026-06-01")
-    assert "less than 12 months after course 1" in text(early)
+    assert "earlier than 12 months minus 30 days after course 1" in text(early)
     assert [b.text for b in early.buttons] == ["Confirm early course", "Change date"]
     [again] = await bot.say(CORA, "yes please")
     assert text(again).startswith("Please choose one of the buttons")
@@ -136,6 +140,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
         "Time zone: Europe/Berlin",
         "Send time: 8:30\u202fAM",
         "Can become pregnant: Yes",
+        "Has a cervix: No",
         "Course 1: January 5, 2026, 5 infusion days",
         "Course 2: January 4, 2027, 3 infusion days",
     ]
@@ -157,7 +162,8 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     async with bot.sessions() as session:
         patient = await store.patient_by_label(session, label="MS-100")
         assert patient is not None
-        assert (patient.locale, patient.timezone, patient.cbp) == ("en", "Europe/Berlin", True)
+        assert (patient.locale, patient.timezone) == ("en", "Europe/Berlin")
+        assert (patient.cbp, patient.cervix) == (True, False)
         assert patient.send_time.isoformat() == "08:30:00"
         assert (patient.status, patient.coordinator_id) == (PatientStatus.INVITED, CORA.id)
         assert [(c.start, c.days) for c in patient.courses] == [
@@ -184,7 +190,7 @@ async def go_to_summary(harness: Harness, label: str = "MS-200") -> SentMessage:
     """Answer every question with a good answer; the summary."""
     await harness.say(CORA, "/enroll")
     await harness.say(CORA, label)
-    for answer in ["en", "Europe/Vienna", "09:00", "no", "2026-01-05", "5"]:
+    for answer in ["en", "Europe/Vienna", "09:00", "no", "yes", "2026-01-05", "5"]:
         await harness.say(CORA, answer)
     [course2] = harness.api.messages(CORA.id)[-1:]
     [summary] = await harness.press(CORA, course2, "Skip")
@@ -202,6 +208,7 @@ async def test_edit_then_confirm_with_an_early_course(bot: Harness) -> None:
         "Time zone",
         "Send time",
         "Pregnancy",
+        "Cervix",
         "Courses",
         "Back",
     ]
@@ -306,7 +313,7 @@ async def test_course_early_needs_confirmation_from_whoever_was_asked(bot: Harne
     assert text(bad).startswith("Course 2: 9 is not a number")
 
     [early] = await bot.say(CORA, "/course MS-001 2026-06-01")
-    assert "less than 12 months after course 1 (2026-01-05)" in text(early)
+    assert "earlier than 12 months minus 30 days after course 1 (2026-01-05)" in text(early)
     assert [b.text for b in early.buttons] == ["Confirm early course", "Cancel"]
 
     # Colin has no pending request: his forged press changes nothing.
@@ -413,21 +420,22 @@ async def test_patient_detail(bot: Harness) -> None:
     [detail] = await bot.say(CORA, "/patient MS-001")
     assert detail.text is not None
     lines = detail.text.splitlines()
-    assert lines[:9] == [
+    assert lines[:10] == [
         "Patient MS-001",
         "Status: active",
         "Language: English (en)",
         "Time zone: Europe/Berlin",
         "Send time: 9:00\u202fAM",
         "Can become pregnant: Yes",
+        "Has a cervix: Yes",
         "Course 1: January 5, 2026, 5 infusion days",
         "Adherence: 50% (1 of 2 tests confirmed)",
         "Last acknowledgement: December 29, 2025, 9:00\u202fAM, Done "
         "(Monthly blood and urine tests)",
     ]
-    assert lines[9] == "Next reminders:"
-    assert len(lines) == 10 + coordinator.UPCOMING
-    assert lines[10] == "• December 29, 2025, 9:00\u202fAM: Treatment course coming up"
+    assert lines[10] == "Next reminders:"
+    assert len(lines) == 11 + coordinator.UPCOMING
+    assert lines[11] == "• December 29, 2025, 9:00\u202fAM: Treatment course coming up"
 
     [unknown] = await bot.say(CORA, "/patient MS-404")
     assert unknown.text == "No patient with that label."
@@ -556,3 +564,38 @@ async def test_adherence_counts_sent_tests_only(bot: Harness) -> None:
         found = await coordination.adherence(session, patient_ids=ids)
         assert await coordination.count_patients(session) == 2
     assert [(a.sent, a.done, a.ratio) for a in found.values()] == [(3, 3, 1.0), (0, 0, None)]
+
+
+async def test_the_cervix_flag_is_set_by_the_coordinator_and_followed_by_the_yearly_reminder(
+    bot: Harness,
+) -> None:
+    await bot.consented(ANNA, "MS-001", cbp=False)  # no cervix, as the CBP answer
+    [usage] = await bot.say(CORA, "/cervix MS-001 perhaps")
+    assert usage.text == (
+        "Use /cervix LABEL yes or /cervix LABEL no, for example /cervix MS-001 yes."
+    )
+    [unknown] = await bot.say(CORA, "/cervix MS-404 yes")
+    assert "MS-404" not in text(unknown)
+    [done] = await bot.say(CORA, "/cervix MS-001 yes")
+    assert done.text == "MS-001: cervical screening in the yearly reminder: Yes."
+    async with bot.sessions() as session:
+        patient = await store.patient_by_label(session, label="MS-001")
+        assert patient is not None
+        assert (patient.cbp, patient.cervix) == (False, True)
+        changed = await session.scalar(
+            select(AuditEvent.actor).where(AuditEvent.action == "patient.cervix")
+        )
+        # The yearly reminder (its first, 12 months after course 1) now asks for it.
+        await session.execute(
+            update(Reminder)
+            .where(Reminder.patient_id == patient.id, Reminder.kind == "annual_screening")
+            .values(ready_at=bot.clock.now())
+        )
+        await session.commit()
+    assert changed == f"user:{CORA.id}"
+    before = len(bot.api.messages(ANNA.id))
+    assert (await bot.tick()).sent >= 1
+    yearly = bot.api.messages(ANNA.id)[before:]
+    assert any("cervical screening" in text(message) for message in yearly)
+    [mydata, _file] = await bot.say(ANNA, "/mydata", replies=2)
+    assert "Cervical screening reminders: yes" in text(mydata)

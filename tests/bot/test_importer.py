@@ -48,7 +48,7 @@ def test_every_bad_row_is_reported_with_its_line() -> None:
     assert "xx is not an available language" in reported[0][1]
     assert "outside 07:00–21:00" in reported[1][1]
     assert "cbp must be yes or no, not maybe" in reported[2][1]
-    assert "less than 12 months after course 1" in reported[3][1]
+    assert "earlier than 12 months minus 30 days after course 1" in reported[3][1]
     assert "already used on line 2" in reported[4][1]
     assert "2026-02-30 is not a valid date" in reported[5][1]
 
@@ -61,6 +61,27 @@ def test_semicolons_bom_and_optional_columns() -> None:
     assert enrolment.locale == "de"
     assert len(enrolment.profile.courses) == 2
     assert enrolment.profile.send_time.hour == 9
+
+
+def test_the_cervix_column_defaults_to_the_cbp_answer() -> None:
+    data = (
+        b"label,locale,timezone,courses,cbp,cervix\n"
+        b"C-1,en,UTC,2026-01-05,no,yes\n"  # a cervix, cannot become pregnant
+        b"C-2,en,UTC,2026-01-05,yes,\n"  # not given: as cbp
+        b"C-3,en,UTC,2026-01-05,no,\n"
+        b"C-4,en,UTC,2026-01-05,yes,no\n"
+        b"C-5,en,UTC,2026-01-05,no,sometimes\n"
+    )
+    parsed = parse_file(data, locales=LOCALES)
+    flags = {e.label: (e.profile.cbp, e.has_cervix) for _, e in parsed.enrolments}
+    assert flags == {
+        "C-1": (False, True),
+        "C-2": (True, True),
+        "C-3": (False, False),
+        "C-4": (True, False),
+    }
+    [error] = parsed.errors
+    assert (error.line, str(error.error)) == (6, "cervix must be yes or no, not sometimes.")
 
 
 @pytest.mark.parametrize(

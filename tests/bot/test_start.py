@@ -22,7 +22,7 @@ async def count(harness: Harness, model: type) -> int:
 async def test_invite_consent_and_welcome(harness: Harness) -> None:
     enrolled = await harness.enroll()
     [consent] = await harness.say(ANNA, f"/start {enrolled.invite_token}")
-    assert "Consent version 1" in consent.text
+    assert "Consent version 2" in consent.text
     assert [b.text for b in consent.buttons] == ["I agree", "I do not agree"]
 
     [welcome] = await harness.press(ANNA, consent, "I agree")
@@ -39,7 +39,7 @@ async def test_invite_consent_and_welcome(harness: Harness) -> None:
         assert (patient.status, patient.label) == (PatientStatus.ACTIVE, "MS-001")
         consent_row = await session.scalar(select(Consent))
         assert consent_row is not None
-        assert consent_row.version == 1
+        assert consent_row.version == 2
         queued = await session.scalar(
             select(func.count()).select_from(Reminder).where(Reminder.ready_at.is_not(None))
         )

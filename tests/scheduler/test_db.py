@@ -66,6 +66,7 @@ async def _fill_queue(db: AsyncEngine, reminders: int) -> None:
                         "timezone": "UTC",
                         "send_time": time(9),
                         "cbp": False,
+                        "cervix": False,
                         "prophylaxis_days": 30,
                         "status": "active",
                         "plan_version": 1,
@@ -115,3 +116,24 @@ async def test_due_query_is_an_index_range_scan(db: AsyncEngine) -> None:
             assert "Index Scan using ix_reminder_ready_at on reminder" in details, details
             assert "Seq Scan" not in details
         assert len((await connection.execute(query)).all()) == 100
+
+
+async def test_the_cervix_flag_starts_as_the_cbp_answer(engine: AsyncEngine) -> None:
+    """Migration 0004: existing patients keep the screening line they had (it followed CBP)."""
+    await migrate(engine, revision="0003")
+    async with engine.begin() as connection:
+        for label, cbp in (("P-cbp", True), ("P-not", False)):
+            await connection.execute(
+                text(
+                    "INSERT INTO patient (label, locale, timezone, send_time, cbp, "
+                    "prophylaxis_days, status, plan_version, created_at) VALUES "
+                    "(:label, 'en', 'UTC', '09:00:00', :cbp, 30, 'active', 1, :now)"
+                ),
+                {"label": label, "cbp": cbp, "now": NOW},
+            )
+    await migrate(engine)
+    async with engine.connect() as connection:
+        flags: dict[str, object] = dict(
+            (await connection.execute(text("SELECT label, cervix FROM patient"))).all()
+        )
+    assert {label: bool(value) for label, value in flags.items()} == {"P-cbp": True, "P-not": False}

@@ -33,6 +33,7 @@ async def add_patient(session: AsyncSession, label: str | None, timezone: str) -
         timezone=timezone,
         send_time=time(9),
         cbp=False,
+        cervix=False,
         prophylaxis_days=30,
         status=PatientStatus.ACTIVE,
         created_at=NOW,

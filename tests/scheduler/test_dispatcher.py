@@ -64,6 +64,7 @@ async def add_due(
                     "timezone": "UTC",
                     "send_time": time(9),
                     "cbp": False,
+                    "cervix": False,
                     "prophylaxis_days": 30,
                     "status": "active",
                     "chat_id": 10_000 + first + n,

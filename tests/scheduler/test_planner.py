@@ -259,3 +259,47 @@ def test_prophylaxis_days_extend_antiviral_reminders() -> None:
 
 def test_no_courses_no_plan() -> None:
     assert plan(Profile(courses=(), timezone=BERLIN)) == []
+
+
+class TestOverlappingCourses:
+    """PROTOCOL.md "Overlapping courses": one item per kind and day, the latest end named."""
+
+    def test_an_early_second_course_gives_one_contraception_reminder_a_month(self) -> None:
+        profile = Profile(
+            courses=(Course(date(2026, 1, 5), 5), Course(date(2026, 4, 5), 3)),
+            timezone=BERLIN,
+            cbp=True,
+        )
+        items = of_kind(plan(profile), Kind.CONTRACEPTION)
+        assert [(i.occurrence, i.day, i.about) for i in items] == [
+            ("c1-m0", date(2026, 1, 5), date(2026, 5, 9)),
+            ("c1-m1", date(2026, 2, 5), date(2026, 5, 9)),
+            ("c1-m2", date(2026, 3, 5), date(2026, 5, 9)),
+            # Course 2 started: one reminder, course 1's key, course 2's end.
+            ("c1-m3", date(2026, 4, 5), date(2026, 8, 7)),
+            ("c1-m4", date(2026, 5, 5), date(2026, 8, 7)),
+            ("c2-m2", date(2026, 6, 5), date(2026, 8, 7)),
+            ("c2-m3", date(2026, 7, 5), date(2026, 8, 7)),
+            ("c2-m4", date(2026, 8, 5), date(2026, 8, 7)),
+        ]
+        assert [(i.day, i.about) for i in of_kind(plan(profile), Kind.CONTRACEPTION_END)] == [
+            (date(2026, 8, 7), date(2026, 8, 7))
+        ]
+
+    def test_a_year_of_prophylaxis_names_the_later_course_once_it_began(self) -> None:
+        profile = Profile(courses=WORKED_COURSES, timezone=BERLIN, prophylaxis_days=365)
+        items = of_kind(plan(profile), Kind.ANTIVIRAL_PROPHYLAXIS)
+        on = {item.day: item for item in items}
+        assert len(on) == len(items)  # no day twice
+        assert (on[date(2026, 12, 28)].occurrence, on[date(2026, 12, 28)].about) == (
+            "c1-w51",
+            date(2027, 1, 9),
+        )
+        # Course 2's first day is course 1's week 52: one message, "until January 6, 2028".
+        assert (on[date(2027, 1, 4)].occurrence, on[date(2027, 1, 4)].about) == (
+            "c1-w52",
+            date(2028, 1, 6),
+        )
+        assert [i.occurrence for i in items if i.day > date(2027, 1, 4)][:2] == ["c2-w1", "c2-w2"]
+        assert all(i.about == date(2028, 1, 6) for i in items if i.day >= date(2027, 1, 4))
+        assert len(items) == 53 + 53 - 1

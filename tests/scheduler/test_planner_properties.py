@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.planner import Course, Profile, plan
-from scheduler.protocol import POST_INFUSION_TIME, Kind, add_months
+from scheduler.protocol import CONTRACEPTION_MONTHS, POST_INFUSION_TIME, Kind, add_months
 
 # Zones whose DST changes all happen outside 07:00-21:00, the allowed send times.
 ZONES = [
@@ -29,13 +29,18 @@ MONITORING_KINDS = {
 
 
 @st.composite
-def profiles(draw: st.DrawFn) -> Profile:
+def profiles(draw: st.DrawFn, *, early: bool = False) -> Profile:
+    """Course histories; with ``early``, later courses may start any day after the previous
+    one (an early course the coordinator confirmed), so that courses overlap."""
     start = draw(st.dates(min_value=date(2015, 1, 1), max_value=date(2035, 12, 31)))
     courses = [Course(start, draw(st.integers(1, 5)))]
     for _ in range(draw(st.integers(0, 4))):
-        gap = draw(st.integers(0, 800))
         previous = courses[-1].start
-        courses.append(Course(add_months(previous, 12) - timedelta(days=30 - gap), 3))
+        if early:
+            later = previous + timedelta(days=draw(st.integers(1, 400)))
+        else:
+            later = add_months(previous, 12) - timedelta(days=30 - draw(st.integers(0, 800)))
+        courses.append(Course(later, draw(st.integers(1, 5))))
     return Profile(
         courses=tuple(courses),
         timezone=ZoneInfo(draw(st.sampled_from(ZONES))),
@@ -67,6 +72,33 @@ def test_plan_invariants(profile: Profile) -> None:
         assert item.due.time() == expected
 
 
+def _covering_ends(profile: Profile, item_kind: Kind, day: date) -> list[date]:
+    """The ends of the instruction of every course that covers ``day``."""
+    if item_kind is Kind.ANTIVIRAL_PROPHYLAXIS:
+        ends = [c.end + timedelta(days=profile.prophylaxis_days) for c in profile.courses]
+    else:
+        ends = [add_months(c.end, CONTRACEPTION_MONTHS) for c in profile.courses]
+    return [
+        end
+        for course, end in zip(profile.courses, ends, strict=True)
+        if course.start <= day
+        and (day <= end if item_kind is Kind.ANTIVIRAL_PROPHYLAXIS else day < end)
+    ]
+
+
+@settings(max_examples=300)
+@given(profiles(early=True))
+def test_overlapping_courses_give_one_item_per_kind_and_instant(profile: Profile) -> None:
+    items = plan(profile)
+    instants = [(item.kind, item.due) for item in items]
+    assert len(instants) == len(set(instants)), "two reminders of one kind at one instant"
+    for item in items:
+        if item.kind in {Kind.ANTIVIRAL_PROPHYLAXIS, Kind.CONTRACEPTION}:
+            ends = _covering_ends(profile, item.kind, item.day)
+            assert ends, item
+            assert item.about == max(ends), item
+
+
 @settings(max_examples=100)
 @given(profiles())
 def test_keys_are_stable_when_a_course_is_added(profile: Profile) -> None:
@@ -82,4 +114,7 @@ def test_keys_are_stable_when_a_course_is_added(profile: Profile) -> None:
     for item in plan(profile):
         if item.kind in {Kind.MONITORING_END, Kind.COURSE_DUE}:
             continue  # moved or withdrawn by the new course, by design
-        assert after[item.kind, item.occurrence] == item
+        kept = after[item.kind, item.occurrence]
+        # A new course that covers the day can only make an "until" date later.
+        assert kept._replace(about=item.about) == item
+        assert kept.about == item.about or (kept.about and item.about and kept.about > item.about)

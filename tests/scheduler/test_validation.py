@@ -70,8 +70,8 @@ def test_course_too_early_message_and_override() -> None:
     with pytest.raises(CourseTooEarly) as caught:
         build_courses(specs)
     assert str(caught.value) == (
-        "Course 2 starts 2026-11-02, less than 12 months after course 1 (2026-01-05). "
-        "Confirm the override if this is intended."
+        "Course 2 starts 2026-11-02, before 2026-12-06: earlier than 12 months minus 30 days "
+        "after course 1 (2026-01-05). Confirm the override if this is intended."
     )
     courses, _ = build_courses(specs, allow_early=True)
     assert courses[1].start == date(2026, 11, 2)
