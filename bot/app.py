@@ -21,8 +21,10 @@ from bot.settings import Settings
 from scheduler import store
 from scheduler.clock import Clock
 from scheduler.db import create_engine, is_migrated, is_sqlite, migrate, session_factory
-from scheduler.dispatcher import Dispatcher, RateLimiter
+from scheduler.dispatcher import Dispatcher
 from scheduler.followups import SweepReport, sweep
+from scheduler.processes import BEAT_EVERY
+from scheduler.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 FOLLOW_UP_INTERVAL = 600  # seconds
@@ -91,34 +93,41 @@ def build_application(
         name="follow-ups",
         job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     )
+    # Apart from the tick, which may take long (a big batch at 30 per second): the other
+    # processes must not take this one for stopped while it is sending.
+    app.job_queue.run_repeating(
+        heartbeat,
+        interval=BEAT_EVERY.total_seconds(),
+        first=BEAT_EVERY.total_seconds(),
+        name="heartbeat",
+        job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    )
     return app
+
+
+async def heartbeat(context: BotContext) -> None:
+    """This process is alive; the claims of stopped ones are taken back."""
+    try:
+        await context.dispatcher.beat()
+    except Exception as error:  # the database is away: the next beat tries again
+        log.warning("heartbeat failed: %s", type(error).__name__)
 
 
 async def follow_up(context: BotContext) -> None:
     """The follow-up job: nudges for unconfirmed tests and alerts for missed ones."""
     report = await follow_ups(context.bot_data)
-    if report.nudged or report.alerted or report.failed:
-        log.info(
-            "follow-ups: %d nudges, %d alerts, %d not delivered",
-            report.nudged,
-            report.alerted,
-            report.failed,
-        )
+    if report.nudged or report.alerted:
+        log.info("follow-ups: %d nudges and %d alerts queued", report.nudged, report.alerted)
 
 
 async def follow_ups(services: Services) -> SweepReport:
-    """One follow-up sweep at the services' clock; the alerts it raises are sent at once."""
+    """One follow-up sweep at the services' clock; the dispatcher sends what it queues,
+    the alerts at once."""
     dispatcher, sessions, clock = services.dispatcher, services.sessions, services.clock
     assert dispatcher is not None
     assert sessions is not None
     assert clock is not None
-    assert isinstance(dispatcher.sender, TelegramSender)
-    report = await sweep(
-        sessions,
-        dispatcher.sender,
-        now=clock.now(),
-        alert_chat_id=dispatcher.alert_chat_id,
-    )
+    report = await sweep(sessions, now=clock.now(), alert_chat_id=dispatcher.alert_chat_id)
     if report.alerted:
         await dispatcher.send_alerts()
     return report
@@ -183,6 +192,10 @@ def serve(settings: Settings, clock: Clock) -> None:
 
     async def shutdown(_: Application) -> None:  # type: ignore[type-arg]
         await health.stop()
+        try:
+            await dispatcher.close()
+        except Exception as error:  # the others will find it stopped by its heartbeat
+            log.warning("could not sign off the process: %s", type(error).__name__)
         await engine.dispose()
 
     app.post_init = startup

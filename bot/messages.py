@@ -8,6 +8,11 @@ when; "as prescribed by your MS team" is as far as any goes.
 Texts are Telegram plain text (no parse mode): line breaks and "• " bullets only, so a
 translation cannot break markup and right-to-left scripts read as written. Every line is
 its own catalog entry and the bullets are added here, so translators never handle layout.
+
+A message stays readable on a phone: at most ``MESSAGE_LIMIT`` characters. A bundle that
+would be longer (the monthly tests, the thyroid test, the yearly screening and the evening
+warning on one day) goes out as consecutive messages, each with the footer
+(``bot.sender.TelegramSender.pages``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from scheduler.protocol import TEST_KINDS, Kind
 
 # 2: Telegram, who sees what, alerts, erasure at any time, retention and contact.
 CONSENT_VERSION: Final = 2
+MESSAGE_LIMIT: Final = 1500
 
 # Kinds whose message names a date (the planner's ``PlanItem.about``).
 DATED_KINDS: Final = frozenset(
@@ -310,7 +316,8 @@ _BODIES: Final[dict[Kind, _Body]] = {
 }
 
 
-def _part(kind: Kind, about: date | None, *, cervix: bool, tr: Translator) -> str:
+def part_text(kind: Kind, about: date | None, *, cervix: bool, tr: Translator) -> str:
+    """One reminder of a message: its title and its lines, without the footer."""
     if about is None and kind in DATED_KINDS:
         raise ValueError(f"a {kind} reminder names a date: pass about=")
     when = tr.date(about) if about is not None else ""
@@ -325,7 +332,7 @@ def bundle_text(parts: Sequence[tuple[Kind, date | None]], *, cervix: bool, tr: 
     """
     if not parts:
         raise ValueError("a message needs at least one reminder")
-    texts = [_part(kind, about, cervix=cervix, tr=tr) for kind, about in parts]
+    texts = [part_text(kind, about, cervix=cervix, tr=tr) for kind, about in parts]
     return "\n\n".join([*texts, tr.gettext(FOOTER)])
 
 

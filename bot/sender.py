@@ -12,10 +12,10 @@ from bot import messages
 from bot.i18n import Translator, translator
 from bot.texts import KIND_TITLES
 from scheduler.alerts import Alert, AlertKind
-from scheduler.dispatcher import Delivery, Outcome, Result
 from scheduler.errors import N_
-from scheduler.followups import MAX_SNOOZES, Nudge
+from scheduler.outbox import MAX_SNOOZES
 from scheduler.protocol import TEST_KINDS, Kind
+from scheduler.sending import Delivery, Outcome, Part, Purpose, Result
 
 # Button actions in callback data "r:<reminder id>:<snoozes so far>:<action>".
 DONE, SNOOZE, SYMPTOMS, OK = "done", "snooze", "symptoms", "ok"
@@ -51,8 +51,10 @@ def callback_data(reminder_id: int, snoozes: int, action: str) -> str:
 
 
 def reminder_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarkup | None:
-    """Done / Remind me tomorrow / I have symptoms under test reminders; I'm OK / I have
-    symptoms under the post-infusion warning; nothing under the others."""
+    """The buttons of what the message holds (PROTOCOL.md "Buttons on bundled messages"):
+    Done / Remind me tomorrow / I have symptoms if it holds a test, I'm OK if it holds the
+    post-infusion warning, nothing otherwise. A press names the message's first reminder;
+    the server finds the rest of the message from it."""
     kinds = {part.kind for part in delivery.parts}
     first = delivery.parts[0].reminder_id
 
@@ -61,17 +63,35 @@ def reminder_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarku
             tr.gettext(label), callback_data=callback_data(first, delivery.snoozes, action)
         )
 
+    rows: list[list[InlineKeyboardButton]] = []
     if kinds & TEST_KINDS:
-        rows = [[button(messages.DONE, DONE)]]
+        rows.append([button(messages.DONE, DONE)])
         if delivery.snoozes < MAX_SNOOZES:
             rows[0].append(button(messages.SNOOZE, SNOOZE))
-        rows.append([button(messages.SYMPTOMS, SYMPTOMS)])
-        return InlineKeyboardMarkup(rows)
     if Kind.POST_INFUSION_WARNING in kinds:
-        return InlineKeyboardMarkup(
-            [[button(messages.IM_OK, OK), button(messages.SYMPTOMS, SYMPTOMS)]]
-        )
-    return None
+        rows.append([button(messages.IM_OK, OK)])
+    if not rows:
+        return None
+    rows[-1].append(button(messages.SYMPTOMS, SYMPTOMS))
+    return InlineKeyboardMarkup(rows)
+
+
+def nudge_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarkup:
+    """Done and I have symptoms, for every test the follow-up names."""
+    first = delivery.parts[0].reminder_id
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    tr.gettext(messages.DONE), callback_data=callback_data(first, 0, DONE)
+                ),
+                InlineKeyboardButton(
+                    tr.gettext(messages.SYMPTOMS),
+                    callback_data=callback_data(first, 0, SYMPTOMS),
+                ),
+            ]
+        ]
+    )
 
 
 def alert_text(alert: Alert, tr: Translator) -> str:
@@ -86,15 +106,41 @@ def alert_text(alert: Alert, tr: Translator) -> str:
 
 
 class TelegramSender:
-    """Sends reminders, nudges and coordinator alerts with a PTB ``Bot``; alerts are written
-    in ``alert_locale``."""
+    """Sends reminders, follow-ups and coordinator alerts with a PTB ``Bot``; alerts are
+    written in ``alert_locale``."""
 
     def __init__(self, bot: Bot, *, alert_locale: str) -> None:
         self.bot = bot
         self.alert_locale = alert_locale
 
+    def pages(self, delivery: Delivery) -> list[Delivery]:
+        """The bundle as messages of at most ``MESSAGE_LIMIT`` characters, parts kept
+        whole and in order, each message with its footer."""
+        if delivery.purpose is Purpose.NUDGE or len(delivery.parts) == 1:
+            return [delivery]
+        tr = translator(delivery.locale)
+        footer = len(tr.gettext(messages.FOOTER)) + 2
+        pages: list[list[Part]] = [[]]
+        size = footer
+        for part in delivery.parts:
+            length = len(messages.part_text(part.kind, part.about, cervix=delivery.cervix, tr=tr))
+            if pages[-1] and size + length + 2 > messages.MESSAGE_LIMIT:
+                pages.append([])
+                size = footer
+            pages[-1].append(part)
+            size += length + 2
+        return [delivery.with_parts(page) for page in pages]
+
     async def send(self, delivery: Delivery) -> Outcome:
         tr = translator(delivery.locale)
+        if delivery.purpose is Purpose.NUDGE:
+            text = messages.nudge_text(
+                [part.kind for part in delivery.parts],
+                delivery.parts[0].local_date,
+                delivery.days_overdue,
+                tr,
+            )
+            return await self._send(delivery.chat_id, text, nudge_keyboard(delivery, tr))
         text = messages.bundle_text(
             [(part.kind, part.about) for part in delivery.parts], cervix=delivery.cervix, tr=tr
         )
@@ -120,31 +166,12 @@ class TelegramSender:
         except BadRequest as error:
             return Outcome(Result.REJECTED, error_code=400, description=error.message)
         except TimedOut:
-            return Outcome(Result.TRANSIENT, description="timed out")
+            return Outcome(Result.TIMED_OUT, description="no answer in time")
         except NetworkError as error:
             return Outcome(Result.TRANSIENT, description=error.message)
         except TelegramError as error:
             return Outcome(Result.REJECTED, description=error.message)
         return Outcome.sent(message.message_id)
-
-    async def nudge(self, nudge: Nudge) -> Outcome:
-        tr = translator(nudge.locale)
-        text = messages.nudge_text(nudge.kinds, nudge.due_day, nudge.days_overdue, tr)
-        keyboard = InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        tr.gettext(messages.DONE),
-                        callback_data=callback_data(nudge.reminder_id, 0, DONE),
-                    ),
-                    InlineKeyboardButton(
-                        tr.gettext(messages.SYMPTOMS),
-                        callback_data=callback_data(nudge.reminder_id, 0, SYMPTOMS),
-                    ),
-                ]
-            ]
-        )
-        return await self._send(nudge.chat_id, text, keyboard)
 
     async def alert(self, alert: Alert, chat_id: int) -> Outcome:
         return await self._send(chat_id, alert_text(alert, translator(self.alert_locale)), None)

@@ -14,8 +14,8 @@ from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import store
-from scheduler.followups import Action
 from scheduler.models import Acknowledgement, DeliveryEvent, Patient, Reminder
+from scheduler.outbox import Action
 from scheduler.protocol import TEST_KINDS
 from scheduler.statuses import ReminderStatus
 

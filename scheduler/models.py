@@ -23,10 +23,25 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from scheduler.statuses import AlertStatus, PatientStatus, ReminderStatus
+
+
+def follow_up_predicate(table: str = "") -> str:
+    """Sent test reminders that may still get a follow-up: ``ix_reminder_followup``'s
+    predicate, which the sweep's query repeats as literal SQL (a bound parameter would keep
+    PostgreSQL from proving that the partial index applies)."""
+    column = f"{table}." if table else ""
+    return (
+        f"{column}status = 'sent' AND {column}followups < 3 AND {column}pending IS NULL "
+        f"AND {column}kind IN ('labs_monthly', 'thyroid_quarterly')"
+    )
+
+
+FOLLOW_UP_PREDICATE = follow_up_predicate()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -144,6 +159,14 @@ class Reminder(Base):
         Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
         # The delivery log, newest or oldest first, without a patient filter.
         Index("ix_reminder_due_at_id", "due_at", "id"),
+        # The follow-up sweep: sent test reminders that may still need a nudge or an alert.
+        # Partial, so its cost follows the few such rows, not the size of the table.
+        Index(
+            "ix_reminder_followup",
+            "due_at",
+            postgresql_where=text(FOLLOW_UP_PREDICATE),
+            sqlite_where=text(FOLLOW_UP_PREDICATE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -159,11 +182,27 @@ class Reminder(Base):
     # When the dispatcher may take the item: the due instant, a retry time or the end of
     # a lease. NULL while it is not queued (patient not yet consented, paused, finished).
     ready_at: Mapped[datetime | None]
+    # Tries of the current send (its retry budget); a new send (a snooze, a follow-up)
+    # starts again from 0.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Follow-ups already made for an unconfirmed test: 1 and 2 are the nudges after 3 and
     # 7 days, 3 the coordinator alert after 10 days.
     followups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
+    # What the queued send is (``sending.Purpose``): NULL, the reminder itself; "again",
+    # postponed by the patient; "nudge", a follow-up.
+    pending: Mapped[str | None] = mapped_column(String(8))
+    # Every claim counts up; (id, claim) names one claim, which only its holder may finish.
+    claim: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The process (``process.id``) holding the claim while the reminder is being sent.
+    claimed_by: Mapped[int | None] = mapped_column(Integer)
+    # When Telegram first accepted it: a reminder once sent is never re-planned.
+    first_sent_at: Mapped[datetime | None]
+
+    @property
+    def next_at(self) -> datetime:
+        """When it goes out next: a postponed reminder at its new time, else when due."""
+        return self.ready_at if self.pending and self.ready_at else self.due_at
 
 
 class DeliveryEvent(Base):
@@ -181,6 +220,9 @@ class DeliveryEvent(Base):
     error_code: Mapped[int | None] = mapped_column(Integer)
     # A reason or Telegram's error description; never message text or personal data.
     detail: Mapped[str | None] = mapped_column(String(255))
+    # The same change again and again (a chat that keeps answering 429): one row, counted.
+    repeats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[datetime | None]
 
 
 class CoordinatorAlert(Base):
@@ -214,6 +256,36 @@ class CoordinatorAlert(Base):
     error_code: Mapped[int | None] = mapped_column(Integer)
     # Telegram's error description; never message text or personal data.
     detail: Mapped[str | None] = mapped_column(String(255))
+    claimed_by: Mapped[int | None] = mapped_column(Integer)
+
+
+class AlertEvent(Base):
+    """Append-only history of an alert's status, as for reminders (``DeliveryEvent``)."""
+
+    __tablename__ = "alert_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(String(255))
+    repeats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[datetime | None]
+
+
+class Process(Base):
+    """A running dispatcher. Its heartbeat says it is alive; the claims of one that
+    stopped beating are taken back by the others within seconds."""
+
+    __tablename__ = "process"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # host and pid, for the operator: which process this was.
+    name: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Acknowledgement(Base):

@@ -16,26 +16,25 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Table, delete, func, insert, literal, select, update
+from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler import planner
+from scheduler import alerts, outbox, planner
 from scheduler.errors import N_, ValidationError
 from scheduler.models import (
     Acknowledgement,
     AuditEvent,
     Consent,
     Course,
-    DeliveryEvent,
     Invite,
     Patient,
     Reminder,
     StaffUser,
-    UTCDateTime,
 )
 from scheduler.planner import PlanItem, Profile, plan
 from scheduler.policies import skipped_when_planned
+from scheduler.sending import Purpose
 from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus, Role
 from scheduler.validation import next_course
 
@@ -47,15 +46,8 @@ _PATIENTS_PER_BATCH = 50
 # Bulk inserts go through the tables (Core), not the ORM's unit of work.
 _PATIENTS = cast(Table, Patient.__table__)
 _COURSES = cast(Table, Course.__table__)
-_REMINDERS = cast(Table, Reminder.__table__)
-_EVENTS = cast(Table, DeliveryEvent.__table__)
 _INVITES = cast(Table, Invite.__table__)
 _AUDIT = cast(Table, AuditEvent.__table__)
-
-SKIPPED_BEFORE_ENROLMENT = "before enrolment"
-SNOOZE = "snooze"
-CANCELLED_REPLANNED = "no longer in the plan"
-CANCELLED_WITHDRAWN = "consent withdrawn"
 
 
 class LabelTaken(ValidationError):
@@ -161,36 +153,6 @@ def _reminder_row(
     }
 
 
-async def _insert_reminders(
-    session: AsyncSession,
-    rows: list[dict[str, Any]],
-    *,
-    patient_ids: Sequence[int],
-    version: int,
-    now: datetime,
-) -> None:
-    """Insert new reminder rows of ``patient_ids``; the skipped ones get their history entry.
-
-    Plain multi-row INSERTs without RETURNING: SQLite would otherwise insert row by row.
-    """
-    for start in range(0, len(rows), _CHUNK):
-        await session.execute(insert(_REMINDERS), rows[start : start + _CHUNK])
-    if any(row["status"] == ReminderStatus.SKIPPED for row in rows):
-        skipped = select(
-            Reminder.id,
-            literal(ReminderStatus.SKIPPED.value),
-            literal(now, UTCDateTime()),
-            literal(SKIPPED_BEFORE_ENROLMENT),
-        ).where(
-            Reminder.patient_id.in_(patient_ids),
-            Reminder.status == ReminderStatus.SKIPPED,
-            Reminder.plan_version == version,
-        )
-        await session.execute(
-            insert(_EVENTS).from_select(["reminder_id", "status", "at", "detail"], skipped)
-        )
-
-
 def _new_rows(
     patient_id: int,
     items: Iterable[PlanItem],
@@ -285,9 +247,7 @@ async def enroll(
             items = plan(enrolment.profile)
             skipped = skipped_when_planned(items, now=now, late_window=late_window)
             rows.extend(_new_rows(pid, items, skipped=skipped, version=1, now=now))
-        await _insert_reminders(
-            session, rows, patient_ids=[pid for pid, _ in batch], version=1, now=now
-        )
+        await outbox.add_planned(session, rows, patient_ids=[pid for pid, _ in batch], version=1)
 
     enrolled: list[Enrolled] = []
     invites: list[dict[str, Any]] = []
@@ -303,34 +263,6 @@ async def enroll(
         await session.execute(insert(_INVITES), invites[start : start + _CHUNK])
         await session.execute(insert(_AUDIT), audits[start : start + _CHUNK])
     return enrolled
-
-
-async def append_events(
-    session: AsyncSession,
-    reminder_ids: Sequence[int],
-    status: str,
-    now: datetime,
-    *,
-    detail: str | None = None,
-    code: int | None = None,
-    message_id: int | None = None,
-) -> None:
-    """Add the same entry to the delivery history of each reminder."""
-    if reminder_ids:
-        await session.execute(
-            insert(_EVENTS),
-            [
-                {
-                    "reminder_id": reminder_id,
-                    "status": status,
-                    "at": now,
-                    "detail": detail[:255] if detail else None,
-                    "error_code": code,
-                    "telegram_message_id": message_id,
-                }
-                for reminder_id in reminder_ids
-            ],
-        )
 
 
 async def replan(
@@ -357,7 +289,7 @@ async def replan(
         reminder = existing.pop((item.kind.value, item.occurrence), None)
         if reminder is None:
             new_items.append(item)
-        elif reminder.status in UNSENT:
+        elif outbox.replannable(reminder):
             reminder.due_at = item.due
             reminder.local_date = item.day
             reminder.about = item.about
@@ -365,25 +297,16 @@ async def replan(
             reminder.plan_version = version
             if reminder.status == ReminderStatus.PLANNED and queued:
                 reminder.ready_at = item.due
-    dropped = [reminder for reminder in existing.values() if reminder.status in UNSENT]
-    for reminder in dropped:
-        reminder.status = ReminderStatus.CANCELLED
-        reminder.ready_at = None
+    dropped = [r.id for r in existing.values() if outbox.replannable(r)]
     await session.flush()
-    await append_events(
-        session,
-        [r.id for r in dropped],
-        ReminderStatus.CANCELLED,
-        now,
-        detail=CANCELLED_REPLANNED,
-    )
+    await outbox.cancel(session, ids=dropped, now=now, reason=outbox.CANCELLED_REPLANNED)
     skipped = skipped_when_planned(new_items, now=now, late_window=late_window)
     rows = _new_rows(patient.id, new_items, skipped=skipped, version=version, now=now)
     if queued:
         for row in rows:
             if row["status"] == ReminderStatus.PLANNED:
                 row["ready_at"] = row["due_at"]
-    await _insert_reminders(session, rows, patient_ids=[patient.id], version=version, now=now)
+    await outbox.add_planned(session, rows, patient_ids=[patient.id], version=version)
 
 
 async def lock_patient(session: AsyncSession, *, patient_id: int) -> Patient | None:
@@ -488,22 +411,6 @@ async def update_preferences(
     return patient
 
 
-async def _queue_planned(session: AsyncSession, *, patient_id: int) -> None:
-    await session.execute(
-        update(Reminder)
-        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
-        .values(ready_at=Reminder.due_at)
-    )
-
-
-async def _unqueue(session: AsyncSession, *, patient_id: int) -> None:
-    await session.execute(
-        update(Reminder)
-        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
-        .values(ready_at=None)
-    )
-
-
 async def pause(
     session: AsyncSession,
     *,
@@ -517,7 +424,7 @@ async def pause(
     if patient is None or patient.status != PatientStatus.ACTIVE:
         return patient
     patient.status = status
-    await _unqueue(session, patient_id=patient_id)
+    await outbox.unqueue(session, patient_id=patient_id, now=now, reason=f"the patient is {status}")
     audit(
         session,
         actor=actor,
@@ -526,6 +433,22 @@ async def pause(
         now=now,
     )
     return patient
+
+
+async def mark_unreachable(session: AsyncSession, *, patient_id: int, now: datetime) -> bool:
+    """Telegram says the patient blocked the bot: pause them as unreachable until their
+    next /start. True if that changed them (the coordinator is to be told)."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None or patient.status != PatientStatus.ACTIVE:
+        return False
+    await pause(
+        session,
+        patient_id=patient_id,
+        actor="dispatcher",
+        now=now,
+        status=PatientStatus.UNREACHABLE,
+    )
+    return True
 
 
 async def set_cervix(
@@ -555,7 +478,7 @@ async def resume(
     if patient is None or patient.status not in {PatientStatus.PAUSED, PatientStatus.UNREACHABLE}:
         return patient
     patient.status = PatientStatus.ACTIVE
-    await _queue_planned(session, patient_id=patient_id)
+    await outbox.queue(session, patient_id=patient_id)
     audit(
         session, actor=actor, action="patient.resume", target=_patient_target(patient_id), now=now
     )
@@ -640,7 +563,7 @@ async def accept_consent(
             accepted_at=now,
         )
     )
-    await _queue_planned(session, patient_id=patient.id)
+    await outbox.queue(session, patient_id=patient.id)
     audit(
         session,
         actor=f"patient:{patient.id}",
@@ -653,28 +576,23 @@ async def accept_consent(
 
 
 async def withdraw(
-    session: AsyncSession, *, patient_id: int, actor: str, now: datetime
+    session: AsyncSession,
+    *,
+    patient_id: int,
+    actor: str,
+    now: datetime,
+    alert_chat_id: int | None = None,
+    alert: bool = False,
 ) -> Patient | None:
-    """Withdraw consent: every pending reminder is cancelled at once."""
+    """Withdraw consent: every pending reminder is cancelled at once; with ``alert``, the
+    care team is told (queued in this transaction)."""
     patient = await lock_patient(session, patient_id=patient_id)
     if patient is None:
         return None
-    pending = list(
-        await session.scalars(
-            select(Reminder.id).where(
-                Reminder.patient_id == patient_id,
-                Reminder.status.in_({*UNSENT, ReminderStatus.SENDING}),
-            )
-        )
-    )
-    if pending:
-        await session.execute(
-            update(Reminder)
-            .where(Reminder.id.in_(pending))
-            .values(status=ReminderStatus.CANCELLED, ready_at=None)
-        )
-        await append_events(
-            session, pending, ReminderStatus.CANCELLED, now, detail=CANCELLED_WITHDRAWN
+    await outbox.withdraw(session, patient_id=patient_id, now=now)
+    if alert and patient.status != PatientStatus.WITHDRAWN:
+        await outbox.queue_alert(
+            session, alerts.withdrawn(patient), alert_chat_id=alert_chat_id, now=now
         )
     if patient.status != PatientStatus.WITHDRAWN:
         patient.status = PatientStatus.WITHDRAWN
@@ -825,26 +743,18 @@ def due_reminders(*, now: datetime, limit: int) -> Select[int]:
 
 
 async def upcoming(session: AsyncSession, *, patient_id: int, limit: int) -> list[Reminder]:
-    """The patient's next unsent reminders, soonest first."""
+    """The patient's next reminders, soonest first: those still to be sent, and those
+    postponed to be sent again (at their new time, ``Reminder.next_at``)."""
+    again = (Reminder.pending == Purpose.AGAIN.value) & Reminder.status.in_(
+        {ReminderStatus.SENT, ReminderStatus.SENDING, ReminderStatus.RETRYING}
+    )
     rows = await session.scalars(
         select(Reminder)
-        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
-        .order_by(Reminder.due_at, Reminder.id)
+        .where(
+            Reminder.patient_id == patient_id,
+            or_((Reminder.status.in_(UNSENT) & Reminder.first_sent_at.is_(None)), again),
+        )
+        .order_by(func.coalesce(Reminder.ready_at, Reminder.due_at), Reminder.id)
         .limit(limit)
     )
     return list(rows)
-
-
-async def snooze_counts(session: AsyncSession, *, reminder_ids: Sequence[int]) -> dict[int, int]:
-    """How often each reminder was postponed with "Remind me tomorrow"."""
-    if not reminder_ids:
-        return {}
-    rows = await session.execute(
-        select(Acknowledgement.reminder_id, func.count())
-        .where(
-            Acknowledgement.reminder_id.in_(reminder_ids),
-            Acknowledgement.action == SNOOZE,
-        )
-        .group_by(Acknowledgement.reminder_id)
-    )
-    return {reminder_id: count for reminder_id, count in rows.all()}

@@ -42,8 +42,8 @@ from bot.texts import KIND_TITLES
 from scheduler import coordination, store
 from scheduler.coordination import Adherence
 from scheduler.errors import N_, CourseTooEarly, TooManyCourses, ValidationError
-from scheduler.followups import Action
 from scheduler.models import Course, Patient
+from scheduler.outbox import Action
 from scheduler.protocol import (
     EARLIEST_SEND_TIME,
     EU_MAX_COURSES,

@@ -36,7 +36,6 @@ from bot.handlers.common import PRIVATE, Handlers, reply, send_alerts_now, user_
 from bot.i18n import Translator, available_locales, translator
 from bot.texts import KIND_TITLES
 from scheduler import patient_data, store
-from scheduler.alerts import Alert, AlertKind, queue_alert
 from scheduler.db import reading
 from scheduler.errors import ValidationError
 from scheduler.models import Patient, Reminder
@@ -843,13 +842,12 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
         if patient is not None:
             now = context.clock.now()
             await store.withdraw(
-                session, patient_id=patient.id, actor=f"patient:{patient.id}", now=now
-            )
-            queue_alert(
                 session,
-                Alert(AlertKind.WITHDRAWN, patient.id, patient.label, patient.coordinator_id),
-                alert_chat_id=context.dispatcher.alert_chat_id,
+                patient_id=patient.id,
+                actor=f"patient:{patient.id}",
                 now=now,
+                alert=True,
+                alert_chat_id=context.dispatcher.alert_chat_id,
             )
     if patient is None:
         await _refuse(update, context)

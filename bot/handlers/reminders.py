@@ -13,9 +13,7 @@ from bot.handlers.common import Handlers, reply, send_alerts_now, user_translato
 from bot.i18n import translator
 from bot.sender import CALLBACK_PREFIX
 from scheduler import store
-from scheduler.alerts import Alert, AlertKind, queue_alert
-from scheduler.followups import Action, Answer, acknowledge
-from scheduler.protocol import Kind
+from scheduler.outbox import Action, Answer, acknowledge
 
 _DATA = re.compile(rf"{CALLBACK_PREFIX}:(\d{{1,18}}):(\d):(done|ok|snooze|symptoms)", re.ASCII)
 
@@ -34,6 +32,8 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         answered = None
     else:
         async with context.sessions.begin() as session:
+            # A symptoms alert is queued with the answer: it reaches the coordinator even
+            # if Telegram fails right now (the dispatcher retries it).
             answered = await acknowledge(
                 session,
                 reminder_id=int(match[1]),
@@ -41,28 +41,8 @@ async def reminder_button(update: Update, context: BotContext) -> None:
                 action=action,
                 snoozes_seen=int(match[2]),
                 now=now,
+                alert_chat_id=context.dispatcher.alert_chat_id,
             )
-            if (
-                answered.answer is Answer.RECORDED
-                and action is Action.SYMPTOMS
-                and answered.patient is not None
-                and answered.reminder is not None
-            ):
-                # Queued with the answer: it reaches the coordinator even if Telegram
-                # fails right now (the dispatcher retries it).
-                queue_alert(
-                    session,
-                    Alert(
-                        AlertKind.SYMPTOMS,
-                        answered.patient.id,
-                        answered.patient.label,
-                        answered.patient.coordinator_id,
-                        Kind(answered.reminder.kind),
-                        answered.reminder.local_date,
-                    ),
-                    alert_chat_id=context.dispatcher.alert_chat_id,
-                    now=now,
-                )
             if answered.answer is Answer.NOT_YOURS:
                 store.audit(
                     session,

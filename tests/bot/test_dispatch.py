@@ -8,12 +8,12 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.texts import KIND_TITLES
-from scheduler import store
+from scheduler import outbox, store
 from scheduler.alerts import Alert
-from scheduler.dispatcher import Delivery, Outcome, RateLimiter
+from scheduler.dispatcher import Delivery, Dispatcher, Outcome, RateLimiter
 from scheduler.models import DeliveryEvent, Patient, Reminder
 from scheduler.planner import plan
 from scheduler.statuses import PatientStatus
@@ -23,21 +23,29 @@ from tests.fake_bot_api import FakeUser, Fault
 
 ANNA = FakeUser(id=4242, first_name="Anna", language_code="en")
 COORDINATOR = FakeUser(id=5151, first_name="Cora", language_code="en")
+BEN = FakeUser(id=4343, first_name="Ben", language_code="en")
 START = datetime(2025, 12, 29, 7, tzinfo=UTC)  # an hour before the first reminder
 
 
 async def history(harness: Harness, kind: str, occurrence: str) -> list[tuple[object, ...]]:
+    """(status, error code, detail) of each history row; a row counted n times is there n
+    times."""
     async with harness.sessions() as session:
         reminder = await session.scalar(
             select(Reminder).where(Reminder.kind == kind, Reminder.occurrence == occurrence)
         )
         assert reminder is not None
         rows = await session.execute(
-            select(DeliveryEvent.status, DeliveryEvent.error_code, DeliveryEvent.detail)
+            select(
+                DeliveryEvent.status,
+                DeliveryEvent.error_code,
+                DeliveryEvent.detail,
+                DeliveryEvent.repeats,
+            )
             .where(DeliveryEvent.reminder_id == reminder.id)
             .order_by(DeliveryEvent.id)
         )
-        return [tuple(row) for row in rows.all()]
+        return [(status, code, detail) for status, code, detail, n in rows.all() for _ in range(n)]
 
 
 def sends(harness: Harness, chat_id: int) -> int:
@@ -84,13 +92,14 @@ async def test_each_kind_arrives_at_its_local_instant_bundled(harness: Harness) 
     assert [b.text for b in warning.buttons] == ["I'm OK", "I have symptoms"]
 
 
-async def test_429_pauses_all_sending_until_retry_after(harness: Harness) -> None:
+async def test_a_429_delays_only_that_chat(harness: Harness) -> None:
     await consent_anna(harness)
+    await harness.consented(BEN, "MS-002", coordinator_id=COORDINATOR.id)
     harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
     harness.api.inject("sendMessage", Fault.retry_after(5), chat_id=ANNA.id, times=1)
     before = sends(harness, ANNA.id)
     report = await harness.tick()
-    assert report.retrying == 1
+    assert (report.retrying, report.sent) == (1, 1)  # Ben's went out meanwhile
     assert sends(harness, ANNA.id) == before + 1  # the refused attempt
 
     harness.clock.advance(timedelta(seconds=4))
@@ -101,11 +110,28 @@ async def test_429_pauses_all_sending_until_retry_after(harness: Harness) -> Non
     report = await harness.tick()
     assert report.sent == 1
     assert await history(harness, "course_upcoming", "c1-7d") == [
-        ("sending", None, None),
         ("retrying", 429, "Flood control exceeded. Retry in 0:00:05"),
-        ("sending", None, None),
         ("sent", None, None),
     ]
+
+
+async def test_a_chat_that_keeps_answering_429_uses_its_budget_in_one_counted_row(
+    harness: Harness,
+) -> None:
+    await consent_anna(harness)
+    harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    harness.api.inject("sendMessage", Fault.retry_after(5), chat_id=ANNA.id)
+    for _ in range(10):
+        await harness.tick()
+        harness.clock.advance(timedelta(hours=1))
+    events = await history(harness, "course_upcoming", "c1-7d")
+    retry = ("retrying", 429, "Flood control exceeded. Retry in 0:00:05")
+    assert events[:-1] == [retry] * 7  # seven tries, one row counting them
+    assert events[-1][:2] == ("failed", 429)
+    assert str(events[-1][2]).startswith("gave up after 8 attempts")
+    async with harness.sessions() as session:
+        rows = await session.scalar(select(func.count()).select_from(DeliveryEvent))
+    assert rows == 2
 
 
 async def test_server_errors_back_off_then_succeed(harness: Harness) -> None:
@@ -120,47 +146,40 @@ async def test_server_errors_back_off_then_succeed(harness: Harness) -> None:
     harness.clock.advance(timedelta(seconds=60))  # then 60 s
     assert (await harness.tick()).sent == 1
     events = await history(harness, "course_upcoming", "c1-7d")
-    assert [e[0] for e in events] == [
-        "sending",
-        "retrying",
-        "sending",
-        "retrying",
-        "sending",
-        "sent",
-    ]
-    assert events[1][2] == "Internal Server Error"
+    assert [e[0] for e in events] == ["retrying", "retrying", "sent"]
+    assert events[0][2] == "Internal Server Error"
 
 
 async def test_attempts_are_bounded(harness: Harness) -> None:
     await consent_anna(harness)
     harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
     harness.api.inject("sendMessage", Fault.server_error(), chat_id=ANNA.id)
-    for _ in range(5):
+    for _ in range(8):
         await harness.tick()
         harness.clock.advance(timedelta(hours=1))
     events = await history(harness, "course_upcoming", "c1-7d")
-    assert [e[0] for e in events].count("sending") == 5
-    assert events[-1][0] == "failed"
-    assert str(events[-1][2]).startswith("gave up after 5 attempts")
+    assert [e[0] for e in events] == ["retrying"] * 7 + ["failed"]
+    assert str(events[-1][2]).startswith("gave up after 8 attempts")
     alert = await harness.api.wait_for_message(COORDINATOR.id)
     assert "could not be delivered" in alert.text
 
 
 @pytest.mark.parametrize("request_timeout", [1.0])
-async def test_timeout_is_retried(harness: Harness) -> None:
+async def test_a_timeout_is_retried_after_telegram_would_have_answered(harness: Harness) -> None:
     await consent_anna(harness)
     harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
     harness.api.inject("sendMessage", Fault.slow(1.5), chat_id=ANNA.id, times=1)
     assert (await harness.tick()).retrying == 1
     harness.clock.advance(timedelta(seconds=30))
+    assert (await harness.tick()).claimed == 0  # not while the first may still arrive
+    harness.clock.advance(timedelta(seconds=90))
     assert (await harness.tick()).sent == 1
-    assert [e[:1] for e in await history(harness, "course_upcoming", "c1-7d")] == [
-        ("sending",),
-        ("retrying",),
-        ("sending",),
-        ("sent",),
+    assert await history(harness, "course_upcoming", "c1-7d") == [
+        ("retrying", None, "timed out, the message may have arrived: no answer in time"),
+        ("sent", None, None),
     ]
-    # Telegram had accepted the first, slow request: the one duplicate the design allows.
+    # Telegram had accepted the first, slow request: the one duplicate the design allows,
+    # and the history says it may have happened.
     assert len(harness.api.messages(ANNA.id)) - 2 == 2
 
 
@@ -170,7 +189,6 @@ async def test_blocked_patient_becomes_unreachable_until_start(harness: Harness)
     harness.api.inject("sendMessage", Fault.blocked(), chat_id=ANNA.id, times=1)
     assert (await harness.tick()).failed == 1
     assert await history(harness, "course_upcoming", "c1-7d") == [
-        ("sending", None, None),
         ("failed", 403, "Forbidden: bot was blocked by the user"),
     ]
     alert = await harness.api.wait_for_message(COORDINATOR.id)
@@ -195,7 +213,6 @@ async def test_chat_not_found_fails_and_alerts(harness: Harness) -> None:
     harness.api.inject("sendMessage", Fault.chat_not_found(), chat_id=ANNA.id, times=1)
     assert (await harness.tick()).failed == 1
     assert await history(harness, "course_upcoming", "c1-7d") == [
-        ("sending", None, None),
         ("failed", 400, "Chat not found"),
     ]
     alert = await harness.api.wait_for_message(COORDINATOR.id)
@@ -208,6 +225,9 @@ class Crash(Exception):
 
 
 class CrashingSender:
+    def pages(self, delivery: Delivery) -> list[Delivery]:
+        return [delivery]
+
     async def send(self, delivery: Delivery) -> Outcome:
         raise Crash
 
@@ -215,32 +235,36 @@ class CrashingSender:
         raise AssertionError("no alert expected")
 
 
-async def test_crash_between_claim_and_send_sends_once_after_the_lease(
-    harness: Harness,
-) -> None:
+async def test_a_crashed_process_claim_is_sent_once_within_seconds(harness: Harness) -> None:
     await consent_anna(harness)
     harness.clock.current = datetime(2025, 12, 29, 8, tzinfo=UTC)
-    dispatcher = harness.app.bot_data.dispatcher
-    assert dispatcher is not None
-    sender = dispatcher.sender
-    dispatcher.sender = CrashingSender()
+    crashed = harness.app.bot_data.dispatcher
+    assert crashed is not None
+    sender = crashed.sender
+    survivor = Dispatcher(  # another process on the same database
+        sessions=crashed.sessions,
+        sender=sender,
+        clock=crashed.clock,
+        late_window=crashed.late_window,
+    )
+    crashed.sender = CrashingSender()
     with pytest.raises(Crash):
-        await dispatcher.tick()
-    dispatcher.sender = sender
+        await crashed.tick()
     before = sends(harness, ANNA.id)
 
-    harness.clock.advance(timedelta(minutes=4))
-    assert (await harness.tick()).claimed == 0  # still leased
-    harness.clock.advance(timedelta(minutes=1))
-    assert (await harness.tick()).sent == 1
+    harness.clock.advance(timedelta(seconds=10))
+    assert (await survivor.tick()).claimed == 0  # its heartbeat is 10 s old: alive
+    harness.clock.advance(timedelta(seconds=6))
+    report = await survivor.tick()
+    assert (report.reclaimed, report.sent) == (1, 1)
     harness.clock.advance(timedelta(minutes=10))
-    assert (await harness.tick()).claimed == 0
+    assert (await survivor.tick()).claimed == 0
     assert sends(harness, ANNA.id) == before + 1
     assert await history(harness, "course_upcoming", "c1-7d") == [
-        ("sending", None, None),
-        ("sending", None, "lease expired, sending again"),
+        ("retrying", None, outbox.ABANDONED),
         ("sent", None, None),
     ]
+    crashed.sender = sender
 
 
 async def test_restart_after_two_days_sends_recent_and_expires_old(harness: Harness) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from scheduler import deliveries, store
+from scheduler import deliveries, outbox, store
 from scheduler.db import create_engine, migrate, session_factory
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.models import DeliveryEvent, Patient, Reminder
@@ -245,7 +245,7 @@ async def test_forgotten_patients_stay_in_the_log_without_label(sessions: Sessio
     cancelled = [entry for entry in log if entry.status == S.CANCELLED]
     assert cancelled
     assert all(
-        entry.history[-1] == StatusChange(S.CANCELLED, NOW, None, None, store.CANCELLED_WITHDRAWN)
+        entry.history[-1] == StatusChange(S.CANCELLED, NOW, None, None, outbox.CANCELLED_WITHDRAWN)
         for entry in cancelled
     )
 

@@ -1,0 +1,1118 @@
+"""The outbox: every change of a reminder's or a coordinator alert's status, each with its
+history row. Nothing else writes ``Reminder.status``, ``CoordinatorAlert.status``,
+``DeliveryEvent`` or ``AlertEvent``.
+
+A reminder moves through these statuses (DESIGN.md, README "What the delivery statuses
+mean")::
+
+    planned ─claim─▶ sending ─mark_sent─▶ sent ─acknowledge─▶ acknowledged
+       │  ▲            │  │ └─retry─▶ retrying ─claim─▶ sending …
+       │  └─release────┘  └─fail─▶ failed
+       ├─cancel─▶ cancelled (withdrawal, re-plan)     skipped (past at enrolment)
+       └─claim, too late─▶ expired
+
+A sent reminder is queued again, still ``sent``, when the patient postpones it ("again")
+or when its tests are not confirmed ("nudge", see ``Reminder.pending``); such a send that
+fails leaves the reminder ``sent``: the reminder itself did arrive.
+
+The queue is ``Reminder.ready_at``: the dispatcher takes what is due, oldest first. A claim
+is named by the reminder's ``claim`` counter and the process that holds it
+(``claimed_by``): only its holder can finish it, and a process that stops beating
+(``scheduler.processes``) has its claims taken back, with "resent: claim abandoned" in the
+history, so staff can see the message may have arrived twice.
+
+Coordinator alerts have the same shape (queued → sending → sent / retrying / failed) in
+their own table and history.
+
+Each function takes the caller's session and changes nothing outside its transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduler import alerts as raised
+from scheduler.alerts import Alert
+from scheduler.models import (
+    Acknowledgement,
+    AlertEvent,
+    CoordinatorAlert,
+    DeliveryEvent,
+    Patient,
+    Reminder,
+    UTCDateTime,
+)
+from scheduler.policies import is_too_late
+from scheduler.protocol import KIND_ORDER, TEST_KINDS, Kind
+from scheduler.sending import Purpose
+from scheduler.statuses import UNSENT, AlertStatus, PatientStatus, ReminderStatus
+
+PLANNED, SENDING, SENT, RETRYING = (
+    ReminderStatus.PLANNED,
+    ReminderStatus.SENDING,
+    ReminderStatus.SENT,
+    ReminderStatus.RETRYING,
+)
+ACKNOWLEDGED, FAILED, CANCELLED, EXPIRED, SKIPPED = (
+    ReminderStatus.ACKNOWLEDGED,
+    ReminderStatus.FAILED,
+    ReminderStatus.CANCELLED,
+    ReminderStatus.EXPIRED,
+    ReminderStatus.SKIPPED,
+)
+_EVENTS = cast(Table, DeliveryEvent.__table__)
+_REMINDERS = cast(Table, Reminder.__table__)
+_CHUNK = 2000
+
+MAX_SNOOZES: Final = 3
+SNOOZE_FOR: Final = timedelta(hours=24)
+
+SKIPPED_BEFORE_ENROLMENT = "before enrolment"
+CANCELLED_WITHDRAWN = "consent withdrawn"
+CANCELLED_REPLANNED = "no longer in the plan"
+ABANDONED = "resent: claim abandoned by a stopped process; the message may have arrived"
+
+
+# --- the one place a reminder's status changes -------------------------------------------------
+
+
+async def _history(
+    session: AsyncSession,
+    ids: Sequence[int],
+    status: str,
+    now: datetime,
+    *,
+    detail: str | None = None,
+    code: int | None = None,
+    message_id: int | None = None,
+    repeatable: bool = False,
+) -> None:
+    """Append one history row per reminder; with ``repeatable``, a row identical to the
+    reminder's latest (the same retry, again) is counted instead of added."""
+    if not ids:
+        return
+    detail = detail[:255] if detail else None
+    fresh = list(ids)
+    if repeatable:
+        latest = (
+            select(func.max(DeliveryEvent.id))
+            .where(DeliveryEvent.reminder_id.in_(ids))
+            .group_by(DeliveryEvent.reminder_id)
+        )
+        counted = set(
+            await session.scalars(
+                update(DeliveryEvent)
+                .where(
+                    DeliveryEvent.id.in_(latest.scalar_subquery()),
+                    DeliveryEvent.status == status,
+                    DeliveryEvent.error_code.is_not_distinct_from(code),
+                    DeliveryEvent.detail.is_not_distinct_from(detail),
+                )
+                .values(repeats=DeliveryEvent.repeats + 1, last_at=now)
+                .returning(DeliveryEvent.reminder_id)
+            )
+        )
+        fresh = [i for i in ids if i not in counted]
+    if fresh:
+        await session.execute(
+            insert(_EVENTS),
+            [
+                {
+                    "reminder_id": reminder_id,
+                    "status": status,
+                    "at": now,
+                    "detail": detail,
+                    "error_code": code,
+                    "telegram_message_id": message_id,
+                }
+                for reminder_id in fresh
+            ],
+        )
+
+
+async def _move(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    to: ReminderStatus,
+    now: datetime,
+    *,
+    values: dict[str, Any] | None = None,
+    detail: str | None = None,
+    code: int | None = None,
+    message_id: int | None = None,
+    repeatable: bool = False,
+) -> list[int]:
+    """Set the status of the reminders ``where`` selects to ``to`` (and ``values``), with
+    their history rows; returns the ids that moved."""
+    moved = list(
+        await session.scalars(
+            update(Reminder).where(where).values(status=to, **(values or {})).returning(Reminder.id)
+        )
+    )
+    await _history(
+        session,
+        moved,
+        to,
+        now,
+        detail=detail,
+        code=code,
+        message_id=message_id,
+        repeatable=repeatable,
+    )
+    return moved
+
+
+# --- plans ---------------------------------------------------------------------------------
+
+
+async def add_planned(
+    session: AsyncSession, rows: list[dict[str, Any]], *, patient_ids: Sequence[int], version: int
+) -> None:
+    """Insert new reminder rows (status planned or skipped) of ``patient_ids``; the skipped
+    ones get their history row.
+
+    Plain multi-row INSERTs without RETURNING: SQLite would otherwise insert row by row.
+    """
+    for row in rows:
+        assert row["status"] in {PLANNED, SKIPPED}, row["status"]
+    for start in range(0, len(rows), _CHUNK):
+        await session.execute(insert(_REMINDERS), rows[start : start + _CHUNK])
+    if any(row["status"] == SKIPPED for row in rows):
+        now = rows[0]["created_at"]
+        skipped = select(
+            Reminder.id,
+            literal(SKIPPED.value),
+            literal(now, UTCDateTime()),
+            literal(SKIPPED_BEFORE_ENROLMENT),
+        ).where(
+            Reminder.patient_id.in_(patient_ids),
+            Reminder.status == SKIPPED,
+            Reminder.plan_version == version,
+        )
+        await session.execute(
+            insert(_EVENTS).from_select(["reminder_id", "status", "at", "detail"], skipped)
+        )
+
+
+def replannable(reminder: Reminder) -> bool:
+    """Whether re-planning may move or cancel ``reminder``: never sent, not being sent."""
+    return reminder.status in UNSENT and reminder.first_sent_at is None
+
+
+async def cancel(
+    session: AsyncSession, *, ids: Sequence[int], now: datetime, reason: str
+) -> list[int]:
+    """Cancel reminders that were not sent (and are not being sent): dropped by a
+    re-plan. Returns those cancelled."""
+    if not ids:
+        return []
+    return await _move(
+        session,
+        and_(Reminder.id.in_(ids), Reminder.status.in_(UNSENT), Reminder.first_sent_at.is_(None)),
+        CANCELLED,
+        now,
+        values={"ready_at": None, "pending": None},
+        detail=reason,
+    )
+
+
+async def withdraw(session: AsyncSession, *, patient_id: int, now: datetime) -> list[int]:
+    """Consent withdrawn: cancel every reminder still to go, including those being sent
+    right now (their sender finds them no longer its own), and drop queued follow-ups."""
+    cancelled = await _move(
+        session,
+        and_(
+            Reminder.patient_id == patient_id,
+            Reminder.status.in_({*UNSENT, SENDING}),
+            Reminder.first_sent_at.is_(None),
+        ),
+        CANCELLED,
+        now,
+        values={"ready_at": None, "pending": None},
+        detail=CANCELLED_WITHDRAWN,
+    )
+    await _drop_resends(session, patient_id=patient_id, now=now, reason=CANCELLED_WITHDRAWN)
+    return cancelled
+
+
+async def _drop_resends(
+    session: AsyncSession, *, patient_id: int, now: datetime, reason: str
+) -> None:
+    """A postponed reminder or a follow-up still queued (or being sent) is not sent: the
+    reminder stays as it was, sent."""
+    await _move(
+        session,
+        and_(
+            Reminder.patient_id == patient_id,
+            Reminder.pending.is_not(None),
+            Reminder.status.in_({SENT, SENDING, RETRYING}),
+        ),
+        SENT,
+        now,
+        values={"ready_at": None, "pending": None, "claimed_by": None},
+        detail=f"not sent again: {reason}",
+    )
+
+
+async def queue(session: AsyncSession, *, patient_id: int) -> None:
+    """The patient is active (consent, resume): their unsent reminders wait for their time;
+    those missed meanwhile go out if still inside the late window."""
+    await session.execute(
+        update(Reminder)
+        .where(
+            Reminder.patient_id == patient_id,
+            Reminder.status.in_(UNSENT),
+            Reminder.pending.is_(None),
+        )
+        .values(ready_at=Reminder.due_at)
+    )
+
+
+async def unqueue(session: AsyncSession, *, patient_id: int, now: datetime, reason: str) -> None:
+    """The patient is paused or unreachable: nothing of theirs is taken from the queue."""
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.patient_id == patient_id, Reminder.status.in_(UNSENT))
+        .values(ready_at=None)
+    )
+    await _drop_resends(session, patient_id=patient_id, now=now, reason=reason)
+
+
+# --- the dispatcher's claims -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A reminder taken from the queue for sending, under claim ``claim``."""
+
+    id: int
+    claim: int
+    attempts: int  # of the current send, this one included
+    patient_id: int
+    kind: Kind
+    about: date | None
+    local_date: date
+    due_at: datetime
+    intended: datetime  # when it was meant to go out: due, snooze, follow-up or retry time
+    purpose: Purpose
+    followups: int
+
+
+def _claims(items: Iterable[Claimed]) -> ColumnElement[bool]:
+    """The reminders of these claims that are still in them."""
+    pairs = [(item.id, item.claim) for item in items]
+    # The plain IN lets SQLite use the primary key; a row-value IN alone scans the table.
+    return and_(
+        Reminder.id.in_([reminder_id for reminder_id, _ in pairs]),
+        tuple_(Reminder.id, Reminder.claim).in_(pairs),
+        Reminder.status == SENDING,
+    )
+
+
+@dataclass
+class ClaimReport:
+    claimed: list[Claimed]
+    expired: int = 0
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int,
+    process_id: int,
+    lease: timedelta,
+    late_window: timedelta,
+    postgres: bool,
+) -> ClaimReport:
+    """Take up to ``limit`` due reminders (and those bundled with them: a batch boundary
+    never splits a message) for ``process_id``; expire those too late to send."""
+    due = (
+        select(Reminder.id, Reminder.patient_id, Reminder.ready_at)
+        .where(Reminder.ready_at <= now)
+        .order_by(Reminder.ready_at)
+        .limit(limit)
+    )
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    first = (await session.execute(due)).all()
+    if not first:
+        return ClaimReport([])
+    ids = [row.id for row in first]
+    if len(first) >= limit:  # a smaller batch took every due row already
+        groups = {(row.patient_id, row.ready_at) for row in first}
+        siblings = select(Reminder.id).where(
+            Reminder.patient_id.in_({patient_id for patient_id, _ in groups}),
+            Reminder.ready_at <= now,
+            tuple_(Reminder.patient_id, Reminder.ready_at).in_(list(groups)),
+            Reminder.id.not_in(ids),
+        )
+        if postgres:
+            siblings = siblings.with_for_update(skip_locked=True)
+        ids += list(await session.scalars(siblings))
+    rows = (await session.execute(select(Reminder).where(Reminder.id.in_(ids)))).scalars().all()
+    report = ClaimReport([])
+    late = [r for r in rows if is_too_late(r.ready_at or now, now=now, late_window=late_window)]
+    hours = int(late_window.total_seconds() // 3600)
+    too_late = f"more than {hours} h late, not sent"
+    expired = await _move(
+        session,
+        Reminder.id.in_([r.id for r in late if r.pending is None]),
+        EXPIRED,
+        now,
+        values={"ready_at": None, "claimed_by": None},
+        detail=too_late,
+    )
+    await _move(
+        session,
+        Reminder.id.in_([r.id for r in late if r.pending is not None]),
+        SENT,
+        now,
+        values={"ready_at": None, "pending": None, "claimed_by": None},
+        detail=f"not sent again: {too_late}",
+    )
+    report.expired = len(expired)
+    fresh = [r for r in rows if r not in late]
+    # What the claims are, taken before the update changes the loaded rows.
+    report.claimed = [
+        Claimed(
+            r.id,
+            r.claim + 1,
+            r.attempts + 1,
+            r.patient_id,
+            Kind(r.kind),
+            r.about,
+            r.local_date,
+            r.due_at,
+            r.ready_at or now,
+            Purpose(r.pending or Purpose.REMIND),
+            r.followups,
+        )
+        for r in fresh
+    ]
+    abandoned = [r.id for r in fresh if r.status == SENDING]  # a lease that ran out
+    await _history(session, abandoned, RETRYING, now, detail=ABANDONED)
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.id.in_([r.id for r in fresh]))
+        .values(
+            status=SENDING,
+            ready_at=now + lease,
+            attempts=Reminder.attempts + 1,
+            claim=Reminder.claim + 1,
+            claimed_by=process_id,
+        )
+    )
+    return report
+
+
+async def still_ours(session: AsyncSession, claims: Sequence[Claimed]) -> set[int]:
+    """Of these claims, the reminders still claimed by them and whose patient is active
+    with a chat: what may be sent right now."""
+    if not claims:
+        return set()
+    rows = await session.scalars(
+        select(Reminder.id)
+        .join(Patient, Patient.id == Reminder.patient_id)
+        .where(
+            _claims(claims), Patient.status == PatientStatus.ACTIVE, Patient.chat_id.is_not(None)
+        )
+    )
+    return set(rows)
+
+
+def _resend(purpose: Purpose) -> bool:
+    return purpose is not Purpose.REMIND
+
+
+async def mark_sent(
+    session: AsyncSession, claims: Sequence[Claimed], *, message_id: int | None, now: datetime
+) -> list[int]:
+    """Telegram accepted the message of these claims; returns the reminders still ours."""
+    first = [c for c in claims if not _resend(c.purpose)]
+    again = [c for c in claims if _resend(c.purpose)]
+    values = {"ready_at": None, "claimed_by": None, "pending": None}
+    sent = []
+    if first:
+        sent += await _move(
+            session,
+            _claims(first),
+            SENT,
+            now,
+            values={**values, "first_sent_at": func.coalesce(Reminder.first_sent_at, now)},
+            message_id=message_id,
+        )
+    if again:
+        purpose = again[0].purpose
+        detail = (
+            f"follow-up after {(now.date() - again[0].local_date).days} days sent"
+            if purpose is Purpose.NUDGE
+            else "sent again, as the patient asked"
+        )
+        sent += await _move(
+            session, _claims(again), SENT, now, values=values, message_id=message_id, detail=detail
+        )
+    return sent
+
+
+async def retry(
+    session: AsyncSession,
+    claims: Sequence[Claimed],
+    *,
+    at: datetime,
+    now: datetime,
+    detail: str | None,
+    code: int | None,
+) -> list[int]:
+    """Not sent this time: try again at ``at`` (the retry counts toward the budget)."""
+    return await _move(
+        session,
+        _claims(claims),
+        RETRYING,
+        now,
+        values={"ready_at": at, "claimed_by": None},
+        detail=detail,
+        code=code,
+        repeatable=True,
+    )
+
+
+async def fail(
+    session: AsyncSession,
+    claims: Sequence[Claimed],
+    *,
+    now: datetime,
+    detail: str | None,
+    code: int | None,
+) -> list[int]:
+    """Not sent, and not to be tried again. A reminder that was sent before (a postponed
+    one, a follow-up) stays sent."""
+    first = [c for c in claims if not _resend(c.purpose)]
+    again = [c for c in claims if _resend(c.purpose)]
+    values = {"ready_at": None, "claimed_by": None, "pending": None}
+    failed = await _move(
+        session, _claims(first), FAILED, now, values=values, detail=detail, code=code
+    )
+    if again:
+        await _move(
+            session,
+            _claims(again),
+            SENT,
+            now,
+            values=values,
+            detail=f"not sent again: {detail}",
+            code=code,
+        )
+    return failed
+
+
+async def release(session: AsyncSession, claims: Sequence[Claimed], *, now: datetime) -> int:
+    """Claimed but not sent (the process stops): back to the queue, no attempt used."""
+    if not claims:
+        return 0
+    values = {
+        "ready_at": now,
+        "attempts": Reminder.attempts - 1,
+        "claimed_by": None,
+    }
+    released = 0
+    for purpose_again, status in ((False, None), (True, SENT)):
+        group = [c for c in claims if _resend(c.purpose) == purpose_again]
+        if not group:
+            continue
+        if status is None:
+            # Back to what it was: planned before its first try, retrying after one.
+            first_try = [c for c in group if c.attempts <= 1]
+            later = [c for c in group if c.attempts > 1]
+            released += len(
+                await _move(
+                    session,
+                    _claims(first_try),
+                    PLANNED,
+                    now,
+                    values=values,
+                    detail="released before sending",
+                )
+            )
+            released += len(
+                await _move(
+                    session,
+                    _claims(later),
+                    RETRYING,
+                    now,
+                    values=values,
+                    detail="released before sending",
+                    repeatable=True,
+                )
+            )
+        else:
+            released += len(
+                await _move(
+                    session,
+                    _claims(group),
+                    SENT,
+                    now,
+                    values=values,
+                    detail="released before sending",
+                )
+            )
+    return released
+
+
+async def set_aside(session: AsyncSession, claims: Sequence[Claimed], *, now: datetime) -> None:
+    """Claimed, but the patient is no longer active (paused, unreachable): out of the queue
+    until they are (``queue``); a follow-up is dropped."""
+    first = [c for c in claims if not _resend(c.purpose)]
+    again = [c for c in claims if _resend(c.purpose)]
+    values = {"ready_at": None, "claimed_by": None, "attempts": Reminder.attempts - 1}
+    await _move(
+        session,
+        _claims(first),
+        PLANNED,
+        now,
+        values=values,
+        detail="not sent: the patient is not active",
+    )
+    await _move(
+        session,
+        _claims(again),
+        SENT,
+        now,
+        values={**values, "pending": None},
+        detail="not sent again: the patient is not active",
+    )
+
+
+async def reclaim(session: AsyncSession, *, process_ids: Sequence[int], now: datetime) -> int:
+    """Take back what stopped processes held: it goes out again at once, marked in its
+    history as possibly sent twice."""
+    if not process_ids:
+        return 0
+    taken = await _move(
+        session,
+        and_(Reminder.claimed_by.in_(process_ids), Reminder.status == SENDING),
+        RETRYING,
+        now,
+        values={"ready_at": now, "claimed_by": None},
+        detail=ABANDONED,
+    )
+    return len(taken)
+
+
+# --- the patient's answers ---------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    DONE = "done"
+    OK = "ok"
+    SNOOZE = "snooze"
+    SYMPTOMS = "symptoms"
+
+
+class Answer(StrEnum):
+    RECORDED = "recorded"
+    ALREADY = "already"  # this button was already used
+    NOT_YOURS = "not_yours"  # unknown reminder, or another patient's: refused
+    SNOOZE_LIMIT = "snooze_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    answer: Answer
+    patient: Patient | None = None
+    reminder: Reminder | None = None
+    snoozes: int = 0
+    # For "I have symptoms": how many people the alert was queued for (0: nobody to tell).
+    alerted: int = 0
+
+
+async def snooze_counts(session: AsyncSession, *, reminder_ids: Sequence[int]) -> dict[int, int]:
+    """How often each reminder was postponed."""
+    if not reminder_ids:
+        return {}
+    rows = await session.execute(
+        select(Acknowledgement.reminder_id, func.count())
+        .where(
+            Acknowledgement.reminder_id.in_(reminder_ids),
+            Acknowledgement.action == Action.SNOOZE,
+        )
+        .group_by(Acknowledgement.reminder_id)
+    )
+    return {reminder_id: count for reminder_id, count in rows.all()}
+
+
+async def acknowledge(
+    session: AsyncSession,
+    *,
+    reminder_id: int,
+    chat_id: int,
+    action: Action,
+    snoozes_seen: int,
+    now: datetime,
+    alert_chat_id: int | None,
+) -> Acknowledged:
+    """Record a button press on a reminder message, once (PROTOCOL.md "Buttons on bundled
+    messages").
+
+    The press names any one reminder of the message; the message is the patient's
+    reminders of that instant. It is checked against the chat that owns them: callback
+    data comes from the client. Done acknowledges every test of the message, I'm OK the
+    post-infusion warning; Remind me tomorrow postpones every unconfirmed test 24 hours (at
+    most 3 times); I have symptoms is recorded on the message and alerts the care team.
+    """
+    row = (
+        await session.execute(
+            select(Reminder, Patient)
+            .join(Patient, Patient.id == Reminder.patient_id)
+            .where(Reminder.id == reminder_id)
+        )
+    ).first()
+    if row is None or row.Patient.chat_id != chat_id:
+        return Acknowledged(Answer.NOT_YOURS)
+    reminder, patient = row.Reminder, row.Patient
+    bundle = sorted(
+        await session.scalars(
+            select(Reminder).where(
+                Reminder.patient_id == patient.id,
+                Reminder.due_at == reminder.due_at,
+                Reminder.first_sent_at.is_not(None),
+            )
+        ),
+        key=lambda r: KIND_ORDER[Kind(r.kind)],
+    )
+    tests = [r for r in bundle if Kind(r.kind) in TEST_KINDS]
+    snoozes = max(
+        (await snooze_counts(session, reminder_ids=[r.id for r in tests])).values(), default=0
+    )
+    answered = Acknowledged(Answer.RECORDED, patient, reminder, snoozes)
+
+    if action in (Action.DONE, Action.OK):
+        kinds = TEST_KINDS if action is Action.DONE else {Kind.POST_INFUSION_WARNING}
+        open_ = [
+            r for r in bundle if Kind(r.kind) in kinds and r.status in {SENT, SENDING, RETRYING}
+        ]
+        if not open_:
+            return Acknowledged(Answer.ALREADY, patient, reminder, snoozes)
+        session.add_all(Acknowledgement(reminder_id=r.id, action=action, at=now) for r in open_)
+        await _move(
+            session,
+            Reminder.id.in_([r.id for r in open_]),
+            ACKNOWLEDGED,
+            now,
+            values={"ready_at": None, "pending": None, "claimed_by": None},
+            detail=action.value,
+        )
+        return answered
+
+    if action is Action.SYMPTOMS:
+        reported = await session.scalar(
+            select(func.count())
+            .select_from(Acknowledgement)
+            .where(
+                Acknowledgement.reminder_id.in_([r.id for r in bundle]),
+                Acknowledgement.action == Action.SYMPTOMS,
+            )
+        )
+        if reported:
+            return Acknowledged(Answer.ALREADY, patient, reminder, snoozes)
+        session.add_all(Acknowledgement(reminder_id=r.id, action=action, at=now) for r in bundle)
+        first = tests[0] if tests else reminder
+        alerted = await queue_alert(
+            session,
+            raised.symptoms(patient, Kind(first.kind), first.local_date),
+            alert_chat_id=alert_chat_id,
+            now=now,
+        )
+        return Acknowledged(Answer.RECORDED, patient, reminder, snoozes, alerted)
+
+    # Snooze: only from the message the patient is looking at, and at most three times.
+    waiting = [r for r in tests if r.status == SENT and r.pending is None]
+    if not waiting or snoozes_seen != snoozes:
+        return Acknowledged(Answer.ALREADY, patient, reminder, snoozes)
+    if snoozes >= MAX_SNOOZES:
+        return Acknowledged(Answer.SNOOZE_LIMIT, patient, reminder, snoozes)
+    session.add_all(Acknowledgement(reminder_id=r.id, action=action, at=now) for r in waiting)
+    until = now + SNOOZE_FOR
+    await _move(
+        session,
+        Reminder.id.in_([r.id for r in waiting]),
+        SENT,
+        now,
+        values={"ready_at": until, "pending": Purpose.AGAIN.value, "attempts": 0},
+        detail=f"postponed 24 h ({snoozes + 1} of {MAX_SNOOZES})",
+    )
+    return Acknowledged(Answer.RECORDED, patient, reminder, snoozes + 1)
+
+
+async def follow_up(
+    session: AsyncSession,
+    *,
+    bundle: Sequence[Reminder],
+    patient: Patient,
+    stage: int,
+    days: int,
+    now: datetime,
+    alert_chat_id: int | None,
+    last_stage: int,
+) -> None:
+    """The unconfirmed tests of one message: queue the nudge of ``stage`` (sent by the
+    dispatcher like any message), or at ``last_stage`` alert the coordinator."""
+    ids = [r.id for r in bundle]
+    if stage < last_stage:
+        await session.execute(
+            update(Reminder)
+            .where(Reminder.id.in_(ids))
+            .values(followups=stage, ready_at=now, pending=Purpose.NUDGE.value, attempts=0)
+        )
+        await _history(session, ids, SENT, now, detail=f"follow-up after {days} days queued")
+        return
+    first = min(bundle, key=lambda r: KIND_ORDER[Kind(r.kind)])
+    await queue_alert(
+        session,
+        raised.tests_not_confirmed(patient, Kind(first.kind), first.local_date),
+        alert_chat_id=alert_chat_id,
+        now=now,
+    )
+    await session.execute(update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage))
+    await _history(
+        session, ids, SENT, now, detail=f"coordinator alerted: not confirmed after {days} days"
+    )
+
+
+# --- coordinator alerts ----------------------------------------------------------------------
+
+
+async def _alert_history(
+    session: AsyncSession,
+    ids: Sequence[int],
+    status: str,
+    now: datetime,
+    *,
+    detail: str | None = None,
+    code: int | None = None,
+    message_id: int | None = None,
+    repeatable: bool = False,
+) -> None:
+    if not ids:
+        return
+    detail = detail[:255] if detail else None
+    fresh = list(ids)
+    if repeatable:
+        latest = (
+            select(func.max(AlertEvent.id))
+            .where(AlertEvent.alert_id.in_(ids))
+            .group_by(AlertEvent.alert_id)
+        )
+        counted = set(
+            await session.scalars(
+                update(AlertEvent)
+                .where(
+                    AlertEvent.id.in_(latest.scalar_subquery()),
+                    AlertEvent.status == status,
+                    AlertEvent.error_code.is_not_distinct_from(code),
+                    AlertEvent.detail.is_not_distinct_from(detail),
+                )
+                .values(repeats=AlertEvent.repeats + 1, last_at=now)
+                .returning(AlertEvent.alert_id)
+            )
+        )
+        fresh = [i for i in ids if i not in counted]
+    if fresh:
+        await session.execute(
+            insert(AlertEvent),
+            [
+                {
+                    "alert_id": alert_id,
+                    "status": status,
+                    "at": now,
+                    "detail": detail,
+                    "error_code": code,
+                    "telegram_message_id": message_id,
+                }
+                for alert_id in fresh
+            ],
+        )
+
+
+async def _move_alerts(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    to: AlertStatus,
+    now: datetime,
+    *,
+    values: dict[str, Any] | None = None,
+    detail: str | None = None,
+    code: int | None = None,
+    message_id: int | None = None,
+    repeatable: bool = False,
+) -> list[int]:
+    """As ``_move``, for coordinator alerts."""
+    moved = list(
+        await session.scalars(
+            update(CoordinatorAlert)
+            .where(where)
+            .values(status=to, **(values or {}))
+            .returning(CoordinatorAlert.id)
+        )
+    )
+    await _alert_history(
+        session,
+        moved,
+        to,
+        now,
+        detail=detail,
+        code=code,
+        message_id=message_id,
+        repeatable=repeatable,
+    )
+    return moved
+
+
+async def queue_alert(
+    session: AsyncSession, alert: Alert, *, alert_chat_id: int | None, now: datetime
+) -> int:
+    """Queue ``alert`` for each of its recipients (``alerts.recipients``); returns how many."""
+    chats = raised.recipients(alert, alert_chat_id=alert_chat_id)
+    if not chats:
+        return 0
+    ids = list(
+        await session.scalars(
+            insert(CoordinatorAlert)
+            .values(
+                [
+                    {
+                        "kind": alert.kind.value,
+                        "patient_id": alert.patient_id,
+                        "chat_id": chat_id,
+                        "reminder_kind": alert.reminder_kind.value if alert.reminder_kind else None,
+                        "day": alert.day,
+                        "about": alert.about,
+                        "status": AlertStatus.QUEUED,
+                        "ready_at": now,
+                        "attempts": 0,
+                        "created_at": now,
+                    }
+                    for chat_id in chats
+                ]
+            )
+            .returning(CoordinatorAlert.id)
+        )
+    )
+    await _alert_history(session, ids, AlertStatus.QUEUED, now, detail=alert.kind.value)
+    return len(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedAlert:
+    id: int
+    attempts: int
+    chat_id: int
+    alert: Alert
+
+
+def _alert_claims(claims: Iterable[ClaimedAlert]) -> ColumnElement[bool]:
+    return or_(
+        *(
+            and_(CoordinatorAlert.id == claim.id, CoordinatorAlert.attempts == claim.attempts)
+            for claim in claims
+        )
+    ) & (CoordinatorAlert.status == AlertStatus.SENDING)
+
+
+async def claim_alerts(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    limit: int,
+    process_id: int,
+    lease: timedelta,
+    max_attempts: int,
+    postgres: bool,
+    patient_id: int | None = None,
+) -> tuple[list[ClaimedAlert], list[tuple[str, int]]]:
+    """Take up to ``limit`` due alerts (only ``patient_id``'s if given); returns them, and
+    (kind, patient id) of those given up because no attempt of theirs ever came back."""
+    due = (
+        select(CoordinatorAlert, Patient.label, Patient.coordinator_id)
+        .join(Patient, Patient.id == CoordinatorAlert.patient_id)
+        .where(CoordinatorAlert.ready_at <= now)
+        .order_by(CoordinatorAlert.ready_at, CoordinatorAlert.id)
+        .limit(limit)
+    )
+    if patient_id is not None:
+        due = due.where(CoordinatorAlert.patient_id == patient_id)
+    if postgres:
+        due = due.with_for_update(skip_locked=True, of=CoordinatorAlert)
+    rows = (await session.execute(due)).all()
+    exhausted = [row for row, _, _ in rows if row.attempts >= max_attempts]
+    await _move_alerts(
+        session,
+        CoordinatorAlert.id.in_([row.id for row in exhausted]),
+        AlertStatus.FAILED,
+        now,
+        values={"ready_at": None, "claimed_by": None},
+        detail="gave up: no outcome was recorded for the last attempts",
+    )
+    taken = [(row, label, coordinator) for row, label, coordinator in rows if row not in exhausted]
+    # What the claims are, taken before the update changes the loaded rows.
+    claimed = [
+        ClaimedAlert(
+            row.id, row.attempts + 1, row.chat_id, raised.alert_of(row, label, coordinator)
+        )
+        for row, label, coordinator in taken
+    ]
+    await _alert_history(
+        session,
+        [row.id for row, _, _ in taken if row.status == AlertStatus.SENDING],
+        AlertStatus.RETRYING,
+        now,
+        detail=ABANDONED,
+    )
+    if taken:
+        await session.execute(
+            update(CoordinatorAlert)
+            .where(CoordinatorAlert.id.in_([row.id for row, _, _ in taken]))
+            .values(
+                status=AlertStatus.SENDING,
+                ready_at=now + lease,
+                attempts=CoordinatorAlert.attempts + 1,
+                claimed_by=process_id,
+            )
+        )
+    return claimed, [(row.kind, row.patient_id) for row in exhausted]
+
+
+async def renew_alert(
+    session: AsyncSession, claim: ClaimedAlert, *, now: datetime, lease: timedelta
+) -> bool:
+    """Right before sending: still ours? Then the lease starts again."""
+    renewed = await session.execute(
+        update(CoordinatorAlert).where(_alert_claims([claim])).values(ready_at=now + lease)
+    )
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+
+async def alert_sent(
+    session: AsyncSession, claim: ClaimedAlert, *, message_id: int | None, now: datetime
+) -> bool:
+    return bool(
+        await _move_alerts(
+            session,
+            _alert_claims([claim]),
+            AlertStatus.SENT,
+            now,
+            values={
+                "ready_at": None,
+                "sent_at": now,
+                "claimed_by": None,
+                "telegram_message_id": message_id,
+                "error_code": None,
+                "detail": None,
+            },
+            message_id=message_id,
+        )
+    )
+
+
+async def retry_alert(
+    session: AsyncSession,
+    claim: ClaimedAlert,
+    *,
+    at: datetime,
+    now: datetime,
+    detail: str | None,
+    code: int | None,
+) -> bool:
+    return bool(
+        await _move_alerts(
+            session,
+            _alert_claims([claim]),
+            AlertStatus.RETRYING,
+            now,
+            values={"ready_at": at, "claimed_by": None, "error_code": code, "detail": detail},
+            detail=detail,
+            code=code,
+            repeatable=True,
+        )
+    )
+
+
+async def fail_alert(
+    session: AsyncSession,
+    claim: ClaimedAlert,
+    *,
+    now: datetime,
+    detail: str | None,
+    code: int | None,
+) -> bool:
+    return bool(
+        await _move_alerts(
+            session,
+            _alert_claims([claim]),
+            AlertStatus.FAILED,
+            now,
+            values={"ready_at": None, "claimed_by": None, "error_code": code, "detail": detail},
+            detail=detail,
+            code=code,
+        )
+    )
+
+
+async def release_alerts(
+    session: AsyncSession, claims: Sequence[ClaimedAlert], *, now: datetime
+) -> None:
+    """Claimed, not sent (the process stops): back to the queue, no attempt used."""
+    if claims:
+        await _move_alerts(
+            session,
+            _alert_claims(claims),
+            AlertStatus.RETRYING,
+            now,
+            values={
+                "ready_at": now,
+                "attempts": CoordinatorAlert.attempts - 1,
+                "claimed_by": None,
+                "detail": "released before sending",
+            },
+            detail="released before sending",
+            repeatable=True,
+        )
+
+
+async def reclaim_alerts(
+    session: AsyncSession, *, process_ids: Sequence[int], now: datetime
+) -> int:
+    """As ``reclaim``, for alerts."""
+    if not process_ids:
+        return 0
+    return len(
+        await _move_alerts(
+            session,
+            and_(
+                CoordinatorAlert.claimed_by.in_(process_ids),
+                CoordinatorAlert.status == AlertStatus.SENDING,
+            ),
+            AlertStatus.RETRYING,
+            now,
+            values={"ready_at": now, "claimed_by": None},
+            detail=ABANDONED,
+        )
+    )

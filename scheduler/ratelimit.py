@@ -1,0 +1,124 @@
+"""How fast the bot may send: Telegram's limits, kept by one limiter per process.
+
+Telegram allows about 30 messages per second overall, one per second in a private chat and
+20 a minute in a group, and answers 429 (with ``retry_after``) to a bot that sends faster;
+PTB's AIORateLimiter does not enforce the per-chat limit for private chats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+# 429s from this many chats within this many seconds: a flood wait for the whole bot.
+FLOOD_CHATS = 3
+FLOOD_WINDOW = 2.0
+
+
+class RateLimiter:
+    """Spaces sends: at most ``per_second`` overall, one per ``chat_interval`` per private
+    chat and one per ``group_interval`` per group.
+
+    Telegram allows about 30 messages per second overall, one per second in a private chat
+    and 20 a minute in a group; PTB's AIORateLimiter does not enforce the second for private
+    chats.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_second: float | None,
+        chat_interval: float | None = 1.0,
+        group_interval: float | None = 3.0,
+        margin: float = 0.97,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.per_second = per_second
+        self._spacing = 1 / (per_second * margin) if per_second else 0.0
+        self._chat_spacing = chat_interval / margin if chat_interval else 0.0
+        # Groups (negative chat ids: the alert chat) get about 20 messages a minute.
+        self._group_spacing = group_interval / margin if group_interval else 0.0
+        # At most ``_window_limit`` sends start within ``_window`` seconds (see ``hold``);
+        # each entry is when a send leaves that window.
+        self._window_limit = max(1, math.floor(per_second)) if per_second else 0
+        self._window = self._window_limit / (per_second * margin) if per_second else 0.0
+        self._started: deque[float] = deque()
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next_slot = 0.0
+        self._chat_free: dict[int, float] = {}
+        self._chat_locks: dict[int, asyncio.Lock] = {}
+        # (when, chat) of recent 429s: several chats at once means a bot-wide flood wait.
+        self._throttled: deque[tuple[float, int]] = deque()
+
+    async def acquire(self, chat_id: int) -> float:
+        """Wait until a message to ``chat_id`` may go out, and take that slot (returned, in
+        monotonic seconds)."""
+        lock = self._chat_locks.get(chat_id)
+        if lock is None:
+            lock = self._chat_locks[chat_id] = asyncio.Lock()
+        async with lock:  # messages to one chat take turns
+            now = self._monotonic()
+            ready = self._chat_free.get(chat_id, 0.0)
+            if ready > now:
+                await self._sleep(ready - now)
+                now = self._monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._spacing
+            if slot > now:
+                await self._sleep(slot - now)
+            spacing = self._group_spacing if chat_id < 0 else self._chat_spacing
+            if spacing:
+                self._chat_free[chat_id] = slot + spacing
+        if len(self._chat_locks) > 10_000:
+            self._forget_idle_chats(now)
+        return slot
+
+    async def hold(self, slot: float, delay: float) -> None:
+        """Call right before sending. Waits until ``delay`` after ``slot``, so that work done
+        between taking a slot and sending (a database check) does not bunch sends together
+        when its duration varies; then, should a send still have been held up (a pause of
+        the process) so that it would follow the next ones too closely, until fewer than
+        ``per_second`` sends (rounded down, at least one) started within the time they
+        take at ``per_second * margin``."""
+        wait = slot + delay - self._monotonic()
+        if wait > 0:
+            await self._sleep(wait)
+        if not self._window_limit:
+            return
+        while True:
+            now = self._monotonic()
+            while self._started and self._started[0] <= now:
+                self._started.popleft()
+            if len(self._started) < self._window_limit:
+                self._started.append(now + self._window)
+                return
+            await self._sleep(max(self._started[0] - now, 0.001))
+
+    def throttled(self, chat_id: int, retry_after: float) -> bool:
+        """Telegram answered 429 for ``chat_id``: that chat waits ``retry_after`` seconds.
+
+        When chats keep being throttled together (``FLOOD_CHATS`` within ``FLOOD_WINDOW``
+        seconds) the wait is the bot's, not one chat's: every send waits, for
+        ``retry_after`` and no longer. Returns whether it was taken as bot-wide.
+        """
+        now = self._monotonic()
+        self._chat_free[chat_id] = max(self._chat_free.get(chat_id, 0.0), now + retry_after)
+        self._throttled.append((now, chat_id))
+        while self._throttled and self._throttled[0][0] < now - FLOOD_WINDOW:
+            self._throttled.popleft()
+        if len({chat for _, chat in self._throttled}) < FLOOD_CHATS:
+            return False
+        self._next_slot = max(self._next_slot, now + retry_after)
+        return True
+
+    def _forget_idle_chats(self, now: float) -> None:
+        self._chat_free = {c: t for c, t in self._chat_free.items() if t > now}
+        self._chat_locks = {
+            c: lock for c, lock in self._chat_locks.items() if lock.locked() or c in self._chat_free
+        }
