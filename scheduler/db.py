@@ -123,6 +123,22 @@ async def is_migrated(engine: AsyncEngine) -> bool:
     return heads == {head_revision()}
 
 
+def is_database_error(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached or used right now (an outage,
+    not a bug): what a caller reports in one line and tries again later."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated
+    # asyncpg reports a refused or unresolvable server as a plain OSError (a missing file
+    # is not the database's: callers check their files first).
+    return isinstance(error, OSError) and not isinstance(
+        error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+    )
+
+
 def database_label(url: str) -> str:
     """The URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler import alerts, outbox, processes, store
 from scheduler.clock import Clock
-from scheduler.db import reading
+from scheduler.db import is_database_error, reading
 from scheduler.models import Patient
 from scheduler.outbox import Claimed, ClaimedAlert
 from scheduler.policies import ALERT_BUDGET, REMINDER_BUDGET, RetryBudget, Verdict, decide
@@ -227,14 +227,28 @@ class Dispatcher:
         report.deliveries = len(messages)
         recorder = _Recorder(self, report)
         gate = asyncio.Semaphore(self.in_flight())
+        started: set[int] = set()
 
-        async def one(message: Message) -> None:
+        async def one(n: int, message: Message) -> None:
             async with gate:
+                started.add(n)
                 outcome = RELEASED if self._holding() else await self._send(message)
             await recorder.record(message, outcome)
 
+        tasks = [asyncio.ensure_future(one(n, m)) for n, m in enumerate(messages)]
         try:
-            await asyncio.gather(*(one(message) for message in messages))
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # One send failed unexpectedly: stop the others. What never started goes back
+            # to the queue; what was under way stays claimed (it may have been sent) and is
+            # taken back by the lease, or by the heartbeat if this process dies.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for n, message in enumerate(messages):
+                if n not in started:
+                    recorder.queue(message, RELEASED)
+            raise
         finally:
             await recorder.flush()
 
@@ -279,7 +293,17 @@ class Dispatcher:
         slot = await self.limiter.acquire(delivery.chat_id) if self.limiter else None
         if self._holding():
             return RELEASED
-        ours = await self._still_ours(message.claims)
+        try:
+            ours = await self._still_ours(message.claims)
+        except Exception as error:
+            if not is_database_error(error):
+                raise
+            # Not sent, and not known to be ours: back to the queue, once the database
+            # answers again (until then the claim's lease keeps it safe).
+            log.warning(
+                "the database could not be reached before a send (%s)", type(error).__name__
+            )
+            return RELEASED
         if {claim.id for claim in message.claims} - ours:
             return NOT_OURS
         if self.limiter is not None and slot is not None:
@@ -460,8 +484,17 @@ class _Recorder:
         self._queued: list[tuple[Message, Outcome | _Skip]] = []
         self._lock = asyncio.Lock()
 
+    def queue(self, message: Message, outcome: Outcome | _Skip) -> None:
+        """To be written with the next write (``flush``)."""
+        self._queued.append((message, outcome))
+
     async def record(self, message: Message, outcome: Outcome | _Skip) -> None:
         self._queued.append((message, outcome))
+        # Shielded: a write cancelled half-way (the batch is being stopped) could leave its
+        # connection inside a transaction; this one finishes whatever happens to the task.
+        await asyncio.shield(self._write_now())
+
+    async def _write_now(self) -> None:
         try:
             await self._write()
         except Exception as error:  # the database: flush() tries again

@@ -37,6 +37,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import (
     ColumnElement,
+    case,
     Table,
     and_,
     func,
@@ -48,6 +49,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from scheduler import alerts as raised
 from scheduler.alerts import Alert
@@ -60,6 +62,7 @@ from scheduler.models import (
     Reminder,
     UTCDateTime,
 )
+from scheduler.planner import PlanItem
 from scheduler.policies import is_too_late
 from scheduler.protocol import KIND_ORDER, TEST_KINDS, Kind
 from scheduler.sending import Purpose
@@ -91,11 +94,25 @@ CANCELLED_REPLANNED = "no longer in the plan"
 ABANDONED = "resent: claim abandoned by a stopped process; the message may have arrived"
 
 
-# --- the one place a reminder's status changes -------------------------------------------------
+# --- the one place a status changes ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Queue:
+    """A table of messages to send and the table of its history."""
+
+    rows: type[Reminder] | type[CoordinatorAlert]
+    events: type[DeliveryEvent] | type[AlertEvent]
+    key: InstrumentedAttribute[int]  # the history row's reference to its message
+
+
+_REMINDER_ROWS = _Queue(Reminder, DeliveryEvent, DeliveryEvent.reminder_id)
+_ALERT_ROWS = _Queue(CoordinatorAlert, AlertEvent, AlertEvent.alert_id)
 
 
 async def _history(
     session: AsyncSession,
+    queue: _Queue,
     ids: Sequence[int],
     status: str,
     now: datetime,
@@ -105,53 +122,51 @@ async def _history(
     message_id: int | None = None,
     repeatable: bool = False,
 ) -> None:
-    """Append one history row per reminder; with ``repeatable``, a row identical to the
-    reminder's latest (the same retry, again) is counted instead of added."""
+    """Append one history row per message; with ``repeatable``, a row identical to the
+    message's latest (the same retry, again) is counted instead of added."""
     if not ids:
         return
+    events = queue.events
     detail = detail[:255] if detail else None
     fresh = list(ids)
     if repeatable:
-        latest = (
-            select(func.max(DeliveryEvent.id))
-            .where(DeliveryEvent.reminder_id.in_(ids))
-            .group_by(DeliveryEvent.reminder_id)
-        )
+        latest = select(func.max(events.id)).where(queue.key.in_(ids)).group_by(queue.key)
         counted = set(
             await session.scalars(
-                update(DeliveryEvent)
+                update(events)
                 .where(
-                    DeliveryEvent.id.in_(latest.scalar_subquery()),
-                    DeliveryEvent.status == status,
-                    DeliveryEvent.error_code.is_not_distinct_from(code),
-                    DeliveryEvent.detail.is_not_distinct_from(detail),
+                    events.id.in_(latest.scalar_subquery()),
+                    events.status == status,
+                    events.error_code.is_not_distinct_from(code),
+                    events.detail.is_not_distinct_from(detail),
                 )
-                .values(repeats=DeliveryEvent.repeats + 1, last_at=now)
-                .returning(DeliveryEvent.reminder_id)
+                .values(repeats=events.repeats + 1, last_at=now)
+                .returning(queue.key)
             )
         )
         fresh = [i for i in ids if i not in counted]
     if fresh:
         await session.execute(
-            insert(_EVENTS),
+            insert(events),
             [
                 {
-                    "reminder_id": reminder_id,
+                    queue.key.key: message,
                     "status": status,
                     "at": now,
                     "detail": detail,
                     "error_code": code,
                     "telegram_message_id": message_id,
                 }
-                for reminder_id in fresh
+                for message in fresh
             ],
         )
 
 
-async def _move(
+async def _change(
     session: AsyncSession,
+    queue: _Queue,
     where: ColumnElement[bool],
-    to: ReminderStatus,
+    to: str,
     now: datetime,
     *,
     values: dict[str, Any] | None = None,
@@ -160,16 +175,18 @@ async def _move(
     message_id: int | None = None,
     repeatable: bool = False,
 ) -> list[int]:
-    """Set the status of the reminders ``where`` selects to ``to`` (and ``values``), with
-    their history rows; returns the ids that moved."""
-    moved = list(
+    """Set the status of the rows ``where`` selects to ``to`` (and ``values``), with their
+    history rows; returns the ids that changed."""
+    rows = queue.rows
+    changed = list(
         await session.scalars(
-            update(Reminder).where(where).values(status=to, **(values or {})).returning(Reminder.id)
+            update(rows).where(where).values(status=to, **(values or {})).returning(rows.id)
         )
     )
     await _history(
         session,
-        moved,
+        queue,
+        changed,
         to,
         now,
         detail=detail,
@@ -177,10 +194,57 @@ async def _move(
         message_id=message_id,
         repeatable=repeatable,
     )
-    return moved
+    return changed
+
+
+async def _move(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    to: ReminderStatus,
+    now: datetime,
+    **kwargs: Any,
+) -> list[int]:
+    """Change reminders' status (see ``_change``)."""
+    return await _change(session, _REMINDER_ROWS, where, to, now, **kwargs)
+
+
+async def _move_alerts(
+    session: AsyncSession, where: ColumnElement[bool], to: AlertStatus, now: datetime, **kwargs: Any
+) -> list[int]:
+    """Change coordinator alerts' status (see ``_change``)."""
+    return await _change(session, _ALERT_ROWS, where, to, now, **kwargs)
 
 
 # --- plans ---------------------------------------------------------------------------------
+
+
+def plan_rows(
+    patient_id: int,
+    items: Iterable[PlanItem],
+    *,
+    skipped: set[tuple[Kind, str]],
+    version: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """New reminder rows for plan items: planned, or skipped (``skipped`` keys: already
+    past when planned)."""
+    return [
+        {
+            "patient_id": patient_id,
+            "kind": item.kind.value,
+            "occurrence": item.occurrence,
+            "local_date": item.day,
+            "due_at": item.due,
+            "about": item.about,
+            "course": item.course,
+            "status": SKIPPED if (item.kind, item.occurrence) in skipped else PLANNED,
+            "plan_version": version,
+            "ready_at": None,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for item in items
+    ]
 
 
 async def add_planned(
@@ -409,7 +473,7 @@ async def claim_due(
         for r in fresh
     ]
     abandoned = [r.id for r in fresh if r.status == SENDING]  # a lease that ran out
-    await _history(session, abandoned, RETRYING, now, detail=ABANDONED)
+    await _history(session, _REMINDER_ROWS, abandoned, RETRYING, now, detail=ABANDONED)
     await session.execute(
         update(Reminder)
         .where(Reminder.id.in_([r.id for r in fresh]))
@@ -528,8 +592,13 @@ async def release(session: AsyncSession, claims: Sequence[Claimed], *, now: date
     """Claimed but not sent (the process stops): back to the queue, no attempt used."""
     if not claims:
         return 0
+    # Back where it was in the queue: its intended time, not behind a backlog.
     values = {
-        "ready_at": now,
+        "ready_at": case(
+            {claim.id: literal(claim.intended, UTCDateTime()) for claim in claims},
+            value=Reminder.id,
+            else_=literal(now, UTCDateTime()),
+        ),
         "attempts": Reminder.attempts - 1,
         "claimed_by": None,
     }
@@ -606,15 +675,31 @@ async def reclaim(session: AsyncSession, *, process_ids: Sequence[int], now: dat
     history as possibly sent twice."""
     if not process_ids:
         return 0
-    taken = await _move(
+    held = and_(Reminder.claimed_by.in_(process_ids), Reminder.status == SENDING)
+    # Back where it was in the queue (when due, if that is past), not behind a backlog;
+    # a postponed reminder or a follow-up at once.
+    first = await _move(
         session,
-        and_(Reminder.claimed_by.in_(process_ids), Reminder.status == SENDING),
+        and_(held, Reminder.pending.is_(None)),
+        RETRYING,
+        now,
+        values={"ready_at": _not_after(now), "claimed_by": None},
+        detail=ABANDONED,
+    )
+    again = await _move(
+        session,
+        and_(held, Reminder.pending.is_not(None)),
         RETRYING,
         now,
         values={"ready_at": now, "claimed_by": None},
         detail=ABANDONED,
     )
-    return len(taken)
+    return len(first) + len(again)
+
+
+def _not_after(now: datetime) -> ColumnElement[datetime]:
+    """The reminder's due instant, or ``now`` if it is not due yet."""
+    return case((Reminder.due_at < now, Reminder.due_at), else_=literal(now, UTCDateTime()))
 
 
 # --- the patient's answers ---------------------------------------------------------------------
@@ -782,7 +867,9 @@ async def follow_up(
             .where(Reminder.id.in_(ids))
             .values(followups=stage, ready_at=now, pending=Purpose.NUDGE.value, attempts=0)
         )
-        await _history(session, ids, SENT, now, detail=f"follow-up after {days} days queued")
+        await _history(
+            session, _REMINDER_ROWS, ids, SENT, now, detail=f"follow-up after {days} days queued"
+        )
         return
     first = min(bundle, key=lambda r: KIND_ORDER[Kind(r.kind)])
     await queue_alert(
@@ -793,97 +880,16 @@ async def follow_up(
     )
     await session.execute(update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage))
     await _history(
-        session, ids, SENT, now, detail=f"coordinator alerted: not confirmed after {days} days"
+        session,
+        _REMINDER_ROWS,
+        ids,
+        SENT,
+        now,
+        detail=f"coordinator alerted: not confirmed after {days} days",
     )
 
 
 # --- coordinator alerts ----------------------------------------------------------------------
-
-
-async def _alert_history(
-    session: AsyncSession,
-    ids: Sequence[int],
-    status: str,
-    now: datetime,
-    *,
-    detail: str | None = None,
-    code: int | None = None,
-    message_id: int | None = None,
-    repeatable: bool = False,
-) -> None:
-    if not ids:
-        return
-    detail = detail[:255] if detail else None
-    fresh = list(ids)
-    if repeatable:
-        latest = (
-            select(func.max(AlertEvent.id))
-            .where(AlertEvent.alert_id.in_(ids))
-            .group_by(AlertEvent.alert_id)
-        )
-        counted = set(
-            await session.scalars(
-                update(AlertEvent)
-                .where(
-                    AlertEvent.id.in_(latest.scalar_subquery()),
-                    AlertEvent.status == status,
-                    AlertEvent.error_code.is_not_distinct_from(code),
-                    AlertEvent.detail.is_not_distinct_from(detail),
-                )
-                .values(repeats=AlertEvent.repeats + 1, last_at=now)
-                .returning(AlertEvent.alert_id)
-            )
-        )
-        fresh = [i for i in ids if i not in counted]
-    if fresh:
-        await session.execute(
-            insert(AlertEvent),
-            [
-                {
-                    "alert_id": alert_id,
-                    "status": status,
-                    "at": now,
-                    "detail": detail,
-                    "error_code": code,
-                    "telegram_message_id": message_id,
-                }
-                for alert_id in fresh
-            ],
-        )
-
-
-async def _move_alerts(
-    session: AsyncSession,
-    where: ColumnElement[bool],
-    to: AlertStatus,
-    now: datetime,
-    *,
-    values: dict[str, Any] | None = None,
-    detail: str | None = None,
-    code: int | None = None,
-    message_id: int | None = None,
-    repeatable: bool = False,
-) -> list[int]:
-    """As ``_move``, for coordinator alerts."""
-    moved = list(
-        await session.scalars(
-            update(CoordinatorAlert)
-            .where(where)
-            .values(status=to, **(values or {}))
-            .returning(CoordinatorAlert.id)
-        )
-    )
-    await _alert_history(
-        session,
-        moved,
-        to,
-        now,
-        detail=detail,
-        code=code,
-        message_id=message_id,
-        repeatable=repeatable,
-    )
-    return moved
 
 
 async def queue_alert(
@@ -916,7 +922,7 @@ async def queue_alert(
             .returning(CoordinatorAlert.id)
         )
     )
-    await _alert_history(session, ids, AlertStatus.QUEUED, now, detail=alert.kind.value)
+    await _history(session, _ALERT_ROWS, ids, AlertStatus.QUEUED, now, detail=alert.kind.value)
     return len(ids)
 
 
@@ -979,8 +985,9 @@ async def claim_alerts(
         )
         for row, label, coordinator in taken
     ]
-    await _alert_history(
+    await _history(
         session,
+        _ALERT_ROWS,
         [row.id for row, _, _ in taken if row.status == AlertStatus.SENDING],
         AlertStatus.RETRYING,
         now,

@@ -134,47 +134,6 @@ def profile_of(patient: Patient) -> Profile:
     )
 
 
-def _reminder_row(
-    patient_id: int, item: PlanItem, *, status: str, version: int, now: datetime
-) -> dict[str, Any]:
-    return {
-        "patient_id": patient_id,
-        "kind": item.kind.value,
-        "occurrence": item.occurrence,
-        "local_date": item.day,
-        "due_at": item.due,
-        "about": item.about,
-        "course": item.course,
-        "status": status,
-        "plan_version": version,
-        "ready_at": None,
-        "attempts": 0,
-        "created_at": now,
-    }
-
-
-def _new_rows(
-    patient_id: int,
-    items: Iterable[PlanItem],
-    *,
-    skipped: set[tuple[Any, str]],
-    version: int,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    return [
-        _reminder_row(
-            patient_id,
-            item,
-            status=ReminderStatus.SKIPPED
-            if (item.kind, item.occurrence) in skipped
-            else ReminderStatus.PLANNED,
-            version=version,
-            now=now,
-        )
-        for item in items
-    ]
-
-
 async def enroll(
     session: AsyncSession,
     *,
@@ -246,7 +205,7 @@ async def enroll(
         for pid, enrolment in batch:
             items = plan(enrolment.profile)
             skipped = skipped_when_planned(items, now=now, late_window=late_window)
-            rows.extend(_new_rows(pid, items, skipped=skipped, version=1, now=now))
+            rows.extend(outbox.plan_rows(pid, items, skipped=skipped, version=1, now=now))
         await outbox.add_planned(session, rows, patient_ids=[pid for pid, _ in batch], version=1)
 
     enrolled: list[Enrolled] = []
@@ -301,7 +260,7 @@ async def replan(
     await session.flush()
     await outbox.cancel(session, ids=dropped, now=now, reason=outbox.CANCELLED_REPLANNED)
     skipped = skipped_when_planned(new_items, now=now, late_window=late_window)
-    rows = _new_rows(patient.id, new_items, skipped=skipped, version=version, now=now)
+    rows = outbox.plan_rows(patient.id, new_items, skipped=skipped, version=version, now=now)
     if queued:
         for row in rows:
             if row["status"] == ReminderStatus.PLANNED:

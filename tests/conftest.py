@@ -42,7 +42,7 @@ def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
 
 
-def _skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> None:
     if REQUIRE_POSTGRES:
         pytest.fail(f"{reason} (REMINDBOT_TEST_REQUIRE_POSTGRES=1)")
     pytest.skip(reason)
@@ -56,7 +56,7 @@ _OPENERS: dict[AsyncEngine, EngineFactory] = {}
 async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
     """An engine whose connections use a fresh schema, dropped afterwards."""
     if not POSTGRES_URL:
-        _skip_or_fail("REMINDBOT_TEST_POSTGRES_URL is not set")
+        skip_or_fail("REMINDBOT_TEST_POSTGRES_URL is not set")
     assert POSTGRES_URL
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
@@ -65,7 +65,7 @@ async def _postgres_engine() -> AsyncIterator[AsyncEngine]:
             await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     except OSError as error:
         await admin.dispose()
-        _skip_or_fail(f"PostgreSQL at REMINDBOT_TEST_POSTGRES_URL is unreachable: {error}")
+        skip_or_fail(f"PostgreSQL at REMINDBOT_TEST_POSTGRES_URL is unreachable: {error}")
 
     def open_engine() -> AsyncEngine:
         assert POSTGRES_URL

@@ -121,18 +121,10 @@ def sqlite_folder_problem(url: str) -> str | None:
 
 
 def is_database_error(error: BaseException) -> bool:
-    """Whether ``error`` says the database cannot be reached or used (not a bug of ours)."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    """``scheduler.db.is_database_error``, imported when needed."""
+    from scheduler.db import is_database_error
 
-    if isinstance(error, OperationalError | InterfaceError):
-        return True
-    if isinstance(error, DBAPIError):
-        return error.connection_invalidated
-    # asyncpg reports a refused or unresolvable server as a plain OSError (a file error is
-    # not the database's: the commands check their files before they start).
-    return isinstance(error, OSError) and not isinstance(
-        error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
-    )
+    return is_database_error(error)
 
 
 @asynccontextmanager
@@ -145,7 +137,13 @@ async def database(config: Settings) -> AsyncIterator[async_sessionmaker[AsyncSe
     """
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from scheduler.db import create_engine, database_label, is_migrated, is_sqlite, migrate
+    from scheduler.db import (
+        create_engine,
+        database_label,
+        is_migrated,
+        is_sqlite,
+        migrate,
+    )
 
     problem = sqlite_folder_problem(config.database_url)
     if problem:

@@ -290,8 +290,10 @@ async def test_withdrawal_while_a_batch_is_in_flight(harness: Harness) -> None:
     await consent_anna(harness)
     dispatcher = harness.app.bot_data.dispatcher
     assert dispatcher is not None
-    # Three overdue messages for Anna in one batch, 0.2 s apart (her per-chat limit).
-    dispatcher.limiter = RateLimiter(per_second=None, chat_interval=0.2, margin=1.0)
+    # Three overdue messages for Anna in one batch, 0.6 s apart (her per-chat limit): time
+    # for the withdrawal to commit (SQLite may make it wait ~0.2 s for the write lock that
+    # the first message's outcome holds) before the second one's check.
+    dispatcher.limiter = RateLimiter(per_second=None, chat_interval=0.6, margin=1.0)
     harness.clock.current = datetime(2026, 1, 5, 17, 30, tzinfo=UTC)
     harness.api.inject("sendMessage", Fault.slow(0.05), chat_id=ANNA.id, times=1)
     before = sends(harness, ANNA.id)

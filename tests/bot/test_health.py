@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from bot.health import HealthServer
 from scheduler.db import create_engine, migrate, session_factory
 from scheduler.dispatcher import Delivery, Dispatcher, Outcome, Result
-from tests.conftest import POSTGRES_URL, _skip_or_fail
+from tests.conftest import POSTGRES_URL, skip_or_fail
 from tests.scheduler.test_dispatcher import FixedClock, RecordingSender, add_due
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -68,7 +68,7 @@ class FailingSender(RecordingSender):
 @pytest.fixture
 async def proxied() -> AsyncIterator[tuple[TcpProxy, str]]:
     if not POSTGRES_URL:
-        _skip_or_fail("REMINDBOT_TEST_POSTGRES_URL is not set")
+        skip_or_fail("REMINDBOT_TEST_POSTGRES_URL is not set")
     assert POSTGRES_URL
     url = make_url(POSTGRES_URL)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)

@@ -273,3 +273,22 @@ async def test_rate_limiter_spaces_group_messages_and_fractional_rates() -> None
     await slow.hold(start, 0.0)
     await slow.hold(start, 0.0)  # a send held up past its slot still keeps 2 s away
     assert clock.now == pytest.approx(start + 2.0)
+
+
+async def test_a_429_holds_its_chat_and_a_flood_holds_the_bot_for_retry_after_only() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(per_second=30, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    assert limiter.throttled(7, 5.0) is False  # one chat refused: only it waits
+    await limiter.acquire(8)
+    assert clock.now == pytest.approx(0.0)
+    await limiter.acquire(7)
+    assert clock.now == pytest.approx(5.0)
+
+    assert limiter.throttled(1, 10.0) is False
+    assert limiter.throttled(2, 10.0) is False
+    assert limiter.throttled(3, 10.0) is True  # three chats at once: Telegram's flood wait
+    start = clock.now
+    await limiter.acquire(99)  # everybody waits: a chat never throttled, an alert's group
+    assert clock.now == pytest.approx(start + 10.0)
+    await limiter.acquire(98)
+    assert clock.now == pytest.approx(start + 10.0 + 1 / 30)  # and no longer than that
