@@ -37,9 +37,9 @@ from typing import Any, Final, cast
 
 from sqlalchemy import (
     ColumnElement,
-    case,
     Table,
     and_,
+    case,
     func,
     insert,
     literal,
