@@ -42,6 +42,7 @@ from scheduler import outbox, store
 from scheduler.alerts import Alert
 from scheduler.db import create_engine, migrate, session_factory
 from scheduler.dispatcher import Dispatcher
+from scheduler.errors import ValidationError
 from scheduler.models import Base, DeliveryEvent, Patient, Reminder
 from scheduler.outbox import Action
 from scheduler.sending import Delivery, Outcome, Purpose, Result
@@ -342,7 +343,7 @@ class OutboxMachine(RuleBasedStateMachine):
                     await store.update_preferences(session, send_time=time(hour, 30), **kwargs)
 
         # A course before the previous one ends is refused, and changes nothing.
-        with contextlib.suppress(store.ValidationError):
+        with contextlib.suppress(ValidationError):
             self.run(replan())
 
     # --- what must always hold ----------------------------------------------------------
