@@ -19,8 +19,8 @@ one reminder = one message, nothing bundled), all due when the run starts; the s
 answers at once, no rate limiter in the dispatcher and none in the server. ``tick()`` is
 called until it claims nothing. Prints reminders/s, the due-to-sent latency (the "sent"
 DeliveryEvent time minus the later of due_at and the run start: with a backlog this is
-mostly queueing), claim-to-sent latency ("sending" to "sent" event), where the wall time
-went per dispatcher phase, and the process's peak RSS.
+mostly queueing), where the wall time went (heartbeat, grouping into messages, alerts; the
+rest is claiming, sending and recording), and the process's peak RSS.
 
 Limits run (``--limits``): the server enforces 30 messages/s overall and 1/s per chat and
 answers beyond that with 429; the Dispatcher has ``RateLimiter(per_second=30)`` (its default
@@ -265,7 +265,7 @@ class PhaseTimer:
     """Wall time the dispatcher spends in each phase of a tick (wraps the instance's methods;
     sending is what is left of the tick)."""
 
-    PHASES = ("_claim", "_deliveries", "_record")
+    PHASES = ("beat", "_messages", "send_alerts")
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(self.PHASES, 0.0)
@@ -425,12 +425,10 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
                 rid: at for rid, at in await session.execute(select(Reminder.id, Reminder.due_at))
             }
 
-    sending = {rid: at for rid, status, at in events if status == "sending"}
     sent = {rid: at for rid, status, at in events if status == "sent"}
     due_to_sent = sorted(
         (at - max(due_at[rid], run_start)).total_seconds() for rid, at in sent.items()
     )
-    claim_to_sent = sorted((at - sending[rid]).total_seconds() for rid, at in sent.items())
     rate = total.sent / elapsed if elapsed else math.nan
 
     print(f"items:           {items:,}")
@@ -448,10 +446,6 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
         f"due-to-sent:     p50 {percentile(due_to_sent, 50):.2f} s, "
         f"p99 {percentile(due_to_sent, 99):.2f} s, max {percentile(due_to_sent, 100):.2f} s"
         "  (all due at the run start: mostly waiting in the queue)"
-    )
-    print(
-        f"claim-to-sent:   p50 {1000 * percentile(claim_to_sent, 50):.0f} ms, "
-        f"p99 {1000 * percentile(claim_to_sent, 99):.0f} ms"
     )
     print(
         f"peak RSS:        {rss_peak:,.0f} MiB (process; {rss_before:,.0f} MiB before the run"

@@ -336,6 +336,25 @@ def bundle_text(parts: Sequence[tuple[Kind, date | None]], *, cervix: bool, tr: 
     return "\n\n".join([*texts, tr.gettext(FOOTER)])
 
 
+def pages(
+    parts: Sequence[tuple[Kind, date | None]], *, cervix: bool, tr: Translator
+) -> list[list[int]]:
+    """How a bundle is sent: the indices of ``parts`` in each message, parts kept whole and
+    in order, each message with its footer and at most ``MESSAGE_LIMIT`` characters (a part
+    longer than that alone goes alone)."""
+    footer = len(tr.gettext(FOOTER))
+    result: list[list[int]] = [[]]
+    size = footer
+    for index, (kind, about) in enumerate(parts):
+        length = len(part_text(kind, about, cervix=cervix, tr=tr)) + 2  # and its blank line
+        if result[-1] and size + length > MESSAGE_LIMIT:
+            result.append([])
+            size = footer
+        result[-1].append(index)
+        size += length
+    return result
+
+
 def reminder_text(kind: Kind, *, about: date | None, cervix: bool, tr: Translator) -> str:
     """One reminder with its footer; ``about`` is required for ``DATED_KINDS``."""
     return bundle_text([(kind, about)], cervix=cervix, tr=tr)

@@ -15,7 +15,7 @@ from scheduler.alerts import Alert, AlertKind
 from scheduler.errors import N_
 from scheduler.outbox import MAX_SNOOZES
 from scheduler.protocol import TEST_KINDS, Kind
-from scheduler.sending import Delivery, Outcome, Part, Purpose, Result
+from scheduler.sending import Delivery, Outcome, Purpose, Result
 
 # Button actions in callback data "r:<reminder id>:<snoozes so far>:<action>".
 DONE, SNOOZE, SYMPTOMS, OK = "done", "snooze", "symptoms", "ok"
@@ -114,22 +114,16 @@ class TelegramSender:
         self.alert_locale = alert_locale
 
     def pages(self, delivery: Delivery) -> list[Delivery]:
-        """The bundle as messages of at most ``MESSAGE_LIMIT`` characters, parts kept
-        whole and in order, each message with its footer."""
+        """The bundle as the messages it is sent as (``messages.pages``)."""
         if delivery.purpose is Purpose.NUDGE or len(delivery.parts) == 1:
             return [delivery]
-        tr = translator(delivery.locale)
-        footer = len(tr.gettext(messages.FOOTER)) + 2
-        pages: list[list[Part]] = [[]]
-        size = footer
-        for part in delivery.parts:
-            length = len(messages.part_text(part.kind, part.about, cervix=delivery.cervix, tr=tr))
-            if pages[-1] and size + length + 2 > messages.MESSAGE_LIMIT:
-                pages.append([])
-                size = footer
-            pages[-1].append(part)
-            size += length + 2
-        return [delivery.with_parts(page) for page in pages]
+        parts = delivery.parts
+        split = messages.pages(
+            [(part.kind, part.about) for part in parts],
+            cervix=delivery.cervix,
+            tr=translator(delivery.locale),
+        )
+        return [delivery.with_parts([parts[i] for i in page]) for page in split]
 
     async def send(self, delivery: Delivery) -> Outcome:
         tr = translator(delivery.locale)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -147,10 +148,19 @@ class Dispatcher:
     # messages in flight finish and the rest is released.
     running: Callable[[], bool] = lambda: True
     stats: Stats = field(default_factory=Stats)
+    # Outcomes are written together within this many seconds (a busy dispatcher then writes
+    # a few statements for dozens of messages); a crash can lose at most these.
+    record_window: float = 0.02
+    # A pre-send check answers for this long (at 30 messages per second, every 6th send).
+    recheck_after: float = 0.2
     process_id: int | None = None
     _stopping: bool = False
     _waiting: list[tuple[Sequence[Claimed], asyncio.Future[set[int]]]] = field(default_factory=list)
     _checking: bool = False
+    # The claims of the tick under way, and the latest answer about them (see _still_ours).
+    _tick: Sequence[Claimed] = ()
+    _ours: set[int] = field(default_factory=set)
+    _ours_at: float | None = None
 
     # --- the process --------------------------------------------------------------------
 
@@ -225,6 +235,7 @@ class Dispatcher:
             return
         messages = await self._messages(claimed.claimed, now)
         report.deliveries = len(messages)
+        self._tick, self._ours_at = claimed.claimed, None
         recorder = _Recorder(self, report)
         gate = asyncio.Semaphore(self.in_flight())
         started: set[int] = set()
@@ -251,6 +262,7 @@ class Dispatcher:
             raise
         finally:
             await recorder.flush()
+            self._tick, self._ours_at = (), None
 
     async def _messages(self, claimed: Sequence[Claimed], now: datetime) -> list[Message]:
         """The claims as Telegram messages: one per patient and instant (and purpose), in
@@ -321,9 +333,13 @@ class Dispatcher:
     async def _still_ours(self, claims: Sequence[Claimed]) -> set[int]:
         """Right before sending: which of ``claims`` are still ours, their patient active.
 
-        Each check is a fresh read, so it sees every withdrawal committed before it.
-        Checks asked for while one is running are answered together by the next query.
+        A check reads every claim of the tick at once, and its answer serves for
+        ``recheck_after`` seconds: a withdrawal committed since is seen by the next check
+        (and, whatever the timing, the outcome of a send for a withdrawn reminder changes
+        nothing). Checks asked for while one is running are answered together.
         """
+        if self._ours_at is not None and time.monotonic() - self._ours_at < self.recheck_after:
+            return {c.id for c in claims} & self._ours
         answer: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
         self._waiting.append((claims, answer))
         if not self._checking:
@@ -331,15 +347,17 @@ class Dispatcher:
             try:
                 while self._waiting:
                     batch, self._waiting = self._waiting, []
+                    checked = time.monotonic()
                     try:
                         async with reading(self.sessions) as session:
                             ours = await outbox.still_ours(
-                                session, [c for group, _ in batch for c in group]
+                                session, [*self._tick, *(c for group, _ in batch for c in group)]
                             )
                     except Exception as error:  # every waiter gets it, this one included
                         for _, pending in batch:
                             pending.set_exception(error)
                         continue
+                    self._ours, self._ours_at = ours, checked
                     for group, pending in batch:
                         pending.set_result({c.id for c in group} & ours)
             finally:
@@ -367,12 +385,8 @@ class Dispatcher:
         attempts = max(claim.attempts for claim in claims)
         decision = decide(outcome, attempts=attempts, now=now, budget=self.budget)
         parts = message.delivery.parts
-        if decision.verdict is Verdict.SENT:
-            sent = await outbox.mark_sent(session, claims, message_id=outcome.message_id, now=now)
-            report.sent += len(sent)
-            delivered = [part for part in parts if part.reminder_id in sent]
-            raised = alerts.after_send(message.patient, delivered, None) if delivered else None
-            return [raised] if raised else []
+        if decision.verdict is Verdict.SENT:  # recorded with the others (see _Recorder)
+            return []
         if decision.verdict is Verdict.RETRY:
             assert decision.retry_at is not None
             retrying = await outbox.retry(
@@ -475,34 +489,48 @@ class Dispatcher:
 
 
 class _Recorder:
-    """Records outcomes as they come: one transaction for all that arrived while the
-    previous one was being written, so a crash loses at most what was in flight."""
+    """Records outcomes as they come: one transaction for those that arrived within
+    ``RECORD_WINDOW`` (and while the previous write went on), so a crash loses at most what
+    was in flight, and a busy dispatcher writes a few statements for many messages."""
 
     def __init__(self, dispatcher: Dispatcher, report: TickReport) -> None:
         self.dispatcher = dispatcher
         self.report = report
         self._queued: list[tuple[Message, Outcome | _Skip]] = []
         self._lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
+        self._failed = False
 
     def queue(self, message: Message, outcome: Outcome | _Skip) -> None:
         """To be written with the next write (``flush``)."""
         self._queued.append((message, outcome))
 
     async def record(self, message: Message, outcome: Outcome | _Skip) -> None:
-        self._queued.append((message, outcome))
-        # Shielded: a write cancelled half-way (the batch is being stopped) could leave its
-        # connection inside a transaction; this one finishes whatever happens to the task.
-        await asyncio.shield(self._write_now())
+        """Queue an outcome and wait until it is written (or the writes failed: ``flush``
+        tries again)."""
+        entry = (message, outcome)
+        self._queued.append(entry)
+        while any(queued is entry for queued in self._queued) and not self._failed:
+            if self._writing is None or self._writing.done():
+                self._writing = asyncio.ensure_future(self._write_soon())
+            # Shielded: a write cancelled half-way (the batch is being stopped) could leave
+            # its connection inside a transaction; this one finishes whatever happens.
+            await asyncio.shield(self._writing)
 
-    async def _write_now(self) -> None:
+    async def _write_soon(self) -> None:
+        await asyncio.sleep(self.dispatcher.record_window)
         try:
-            await self._write()
+            while self._queued:
+                await self._write()
         except Exception as error:  # the database: flush() tries again
+            self._failed = True
             log.warning("outcomes not recorded yet: %s", type(error).__name__)
 
     async def flush(self) -> None:
         """Write what is left; after ``RECORD_TRIES`` failed tries, leave it to the
         claims' lease (the reminders stay claimed and are sent again, never lost)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
         for attempt in range(RECORD_TRIES):
             if not self._queued:
                 return
@@ -514,6 +542,36 @@ class _Recorder:
         if self._queued:
             log.error("%d outcomes could not be recorded: left to the lease", len(self._queued))
 
+    @staticmethod
+    async def _sent(
+        session: AsyncSession,
+        sent: Sequence[tuple[Message, Outcome | _Skip]],
+        now: datetime,
+        counted: TickReport,
+    ) -> list[alerts.Alert]:
+        """The common case, whatever the number of messages: a few statements."""
+        if not sent:
+            return []
+        done = set(
+            await outbox.mark_sent(
+                session,
+                [
+                    (message.claims, outcome.message_id)
+                    for message, outcome in sent
+                    if isinstance(outcome, Outcome)
+                ],
+                now=now,
+            )
+        )
+        counted.sent += len(done)
+        raised = []
+        for message, _ in sent:
+            delivered = [part for part in message.delivery.parts if part.reminder_id in done]
+            alert = alerts.after_send(message.patient, delivered, None) if delivered else None
+            if alert is not None:
+                raised.append(alert)
+        return raised
+
     async def _write(self) -> None:
         async with self._lock:
             if not self._queued:
@@ -522,9 +580,14 @@ class _Recorder:
             dispatcher = self.dispatcher
             now = dispatcher.clock.now()
             counted = TickReport()  # into the report once the transaction is committed
+            sent = [
+                (message, outcome)
+                for message, outcome in batch
+                if isinstance(outcome, Outcome) and outcome.result is Result.SENT
+            ]
             try:
                 async with dispatcher.sessions.begin() as session:
-                    raised: list[alerts.Alert] = []
+                    raised = await self._sent(session, sent, now, counted)
                     for message, outcome in batch:
                         raised += await dispatcher._apply(session, message, outcome, now, counted)
                     for alert in raised:

@@ -29,7 +29,7 @@ Each function takes the caller's session and changes nothing outside its transac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -121,9 +121,11 @@ async def _history(
     code: int | None = None,
     message_id: int | None = None,
     repeatable: bool = False,
+    message_ids: Mapping[int, int | None] | None = None,
 ) -> None:
-    """Append one history row per message; with ``repeatable``, a row identical to the
-    message's latest (the same retry, again) is counted instead of added."""
+    """Append one history row per message (with Telegram's ``message_id``, or each its own
+    from ``message_ids``); with ``repeatable``, a row identical to the message's latest (the
+    same retry, again) is counted instead of added."""
     if not ids:
         return
     events = queue.events
@@ -155,7 +157,7 @@ async def _history(
                     "at": now,
                     "detail": detail,
                     "error_code": code,
-                    "telegram_message_id": message_id,
+                    "telegram_message_id": message_ids.get(message) if message_ids else message_id,
                 }
                 for message in fresh
             ],
@@ -174,6 +176,7 @@ async def _change(
     code: int | None = None,
     message_id: int | None = None,
     repeatable: bool = False,
+    message_ids: Mapping[int, int | None] | None = None,
 ) -> list[int]:
     """Set the status of the rows ``where`` selects to ``to`` (and ``values``), with their
     history rows; returns the ids that changed."""
@@ -193,6 +196,7 @@ async def _change(
         code=code,
         message_id=message_id,
         repeatable=repeatable,
+        message_ids=message_ids,
     )
     return changed
 
@@ -508,31 +512,41 @@ def _resend(purpose: Purpose) -> bool:
 
 
 async def mark_sent(
-    session: AsyncSession, claims: Sequence[Claimed], *, message_id: int | None, now: datetime
+    session: AsyncSession,
+    messages: Sequence[tuple[Sequence[Claimed], int | None]],
+    *,
+    now: datetime,
 ) -> list[int]:
-    """Telegram accepted the message of these claims; returns the reminders still ours."""
-    first = [c for c in claims if not _resend(c.purpose)]
-    again = [c for c in claims if _resend(c.purpose)]
+    """Telegram accepted these messages: (their claims, Telegram's message id). Returns the
+    reminders still ours. All in a few statements, however many messages there are."""
+    message_of = {claim.id: message_id for claims, message_id in messages for claim in claims}
+    claims = [claim for group, _ in messages for claim in group]
     values = {"ready_at": None, "claimed_by": None, "pending": None}
-    sent = []
-    if first:
-        sent += await _move(
+    first = [c for c in claims if not _resend(c.purpose)]
+    sent = (
+        await _move(
             session,
             _claims(first),
             SENT,
             now,
             values={**values, "first_sent_at": func.coalesce(Reminder.first_sent_at, now)},
-            message_id=message_id,
+            message_ids=message_of,
         )
-    if again:
-        purpose = again[0].purpose
-        detail = (
-            f"follow-up after {(now.date() - again[0].local_date).days} days sent"
-            if purpose is Purpose.NUDGE
-            else "sent again, as the patient asked"
-        )
+        if first
+        else []
+    )
+    again: dict[str, list[Claimed]] = {}
+    for claim in claims:
+        if _resend(claim.purpose):
+            detail = (
+                f"follow-up after {(now.date() - claim.local_date).days} days sent"
+                if claim.purpose is Purpose.NUDGE
+                else "sent again, as the patient asked"
+            )
+            again.setdefault(detail, []).append(claim)
+    for detail, group in again.items():
         sent += await _move(
-            session, _claims(again), SENT, now, values=values, message_id=message_id, detail=detail
+            session, _claims(group), SENT, now, values=values, detail=detail, message_ids=message_of
         )
     return sent
 

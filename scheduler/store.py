@@ -541,15 +541,15 @@ async def withdraw(
     actor: str,
     now: datetime,
     alert_chat_id: int | None = None,
-    alert: bool = False,
+    by_patient: bool = False,
 ) -> Patient | None:
-    """Withdraw consent: every pending reminder is cancelled at once; with ``alert``, the
-    care team is told (queued in this transaction)."""
+    """Withdraw consent: every pending reminder is cancelled at once. When the patient
+    withdrew (``/stop``), the care team is told, in this transaction."""
     patient = await lock_patient(session, patient_id=patient_id)
     if patient is None:
         return None
     await outbox.withdraw(session, patient_id=patient_id, now=now)
-    if alert and patient.status != PatientStatus.WITHDRAWN:
+    if by_patient and patient.status != PatientStatus.WITHDRAWN:
         await outbox.queue_alert(
             session, alerts.withdrawn(patient), alert_chat_id=alert_chat_id, now=now
         )

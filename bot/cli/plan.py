@@ -158,17 +158,26 @@ def _print_messages(items: Sequence[PlanItem], *, cervix: bool, tr: Translator) 
     by_instant: dict[datetime, list[PlanItem]] = {}
     for item in items:
         by_instant.setdefault(item.due, []).append(item)
-    longest = 0
+    longest, sent = 0, 0
     for due, bundle in by_instant.items():
-        click.echo(f"── {tr.date(due.date())}, {tr.time(due.time())} ({due:%z}) ──")
         parts = [(item.kind, item.about) for item in bundle]
-        text = messages.bundle_text(parts, cervix=cervix, tr=tr)
-        longest = max(longest, len(text))
-        click.echo(text)
-        click.echo()
+        longest = max(longest, len(messages.bundle_text(parts, cervix=cervix, tr=tr)))
+        for page in messages.pages(parts, cervix=cervix, tr=tr):
+            click.echo(f"── {tr.date(due.date())}, {tr.time(due.time())} ({due:%z}) ──")
+            click.echo(messages.bundle_text([parts[i] for i in page], cervix=cervix, tr=tr))
+            click.echo()
+            sent += 1
     click.echo(
-        _("%(count)d messages; the longest has %(length)d characters.")
-        % {"count": len(by_instant), "length": longest}
+        _(
+            "%(count)d instants, %(sent)d messages; the longest bundle has %(length)d "
+            "characters (a message has at most %(limit)d)."
+        )
+        % {
+            "count": len(by_instant),
+            "sent": sent,
+            "length": longest,
+            "limit": messages.MESSAGE_LIMIT,
+        }
     )
 
 

@@ -846,7 +846,7 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
                 patient_id=patient.id,
                 actor=f"patient:{patient.id}",
                 now=now,
-                alert=True,
+                by_patient=True,
                 alert_chat_id=context.dispatcher.alert_chat_id,
             )
     if patient is None:

@@ -326,3 +326,97 @@ async def test_course_due_reaches_patient_and_coordinator(harness: Harness) -> N
     assert alert.text == (
         "Patient MS-001: the next treatment course is due around January 5, 2027."
     )
+
+
+async def test_a_bundle_whose_first_part_is_not_a_test_carries_and_honours_the_test_buttons(
+    harness: Harness,
+) -> None:
+    """Courses on 2026-01-05 and 2027-01-05: at 09:00 on 2027-01-05 one message holds the
+    anti-herpes reminder, the monthly tests, the thyroid test and the yearly screening."""
+    harness.clock.current = START
+    await harness.consented(
+        ANNA,
+        coordinator_id=COORDINATOR.id,
+        courses=[(date(2026, 1, 5), None), (date(2027, 1, 5), 3)],
+    )
+    harness.clock.current = datetime(2027, 1, 5, 8, tzinfo=UTC)
+    await harness.tick()
+    [bundle] = [m for m in harness.api.messages(ANNA.id) if "Thyroid blood test" in (m.text or "")]
+    text = bundle.text or ""
+    titles = [
+        "Anti-herpes medicine",
+        "Monthly blood and urine tests",
+        "Thyroid blood test",
+        "Yearly screening",
+    ]
+    assert [text.index(title) for title in titles] == sorted(text.index(title) for title in titles)
+    assert [b.text for b in bundle.buttons] == ["Done", "Remind me tomorrow", "I have symptoms"]
+
+    [snoozed] = await harness.press(ANNA, bundle, "Remind me tomorrow")
+    assert snoozed.text == "OK, we will remind you again tomorrow."
+    harness.clock.advance(timedelta(hours=24))
+    await harness.tick()
+    # Both tests come again, together (the evening's post-infusion warning went meanwhile).
+    later = harness.api.messages(ANNA.id)[harness.api.messages(ANNA.id).index(bundle) + 1 :]
+    [again] = [m for m in later if "Monthly" in (m.text or "")]
+    assert "Monthly blood and urine tests" in (again.text or "")
+    assert "Thyroid blood test" in (again.text or "")
+    assert "Anti-herpes" not in (again.text or "")  # what arrived is not sent twice
+    [thanks] = await harness.press(ANNA, again, "Done")
+    assert thanks.text == "Thank you, your answer is recorded."
+    async with harness.sessions() as session:
+        states = dict(
+            (
+                await session.execute(
+                    select(Reminder.kind, Reminder.status).where(
+                        Reminder.local_date == date(2027, 1, 5),
+                        Reminder.due_at == datetime(2027, 1, 5, 8, tzinfo=UTC),
+                    )
+                )
+            ).all()
+        )
+    assert states == {
+        "antiviral_prophylaxis": "sent",
+        "labs_monthly": "acknowledged",
+        "thyroid_quarterly": "acknowledged",
+        "annual_screening": "sent",
+    }
+
+
+async def test_a_warning_bundled_with_tests_offers_i_am_ok_too(harness: Harness) -> None:
+    harness.clock.current = START
+    await harness.consented(ANNA, coordinator_id=COORDINATOR.id)
+    # The monthly tests due at 18:00 on the evening of an infusion day (as with a send time
+    # of 18:00), here the third of course 1, when nothing else is due: made so directly.
+    async with harness.sessions.begin() as session:
+        warning = await session.scalar(
+            select(Reminder).where(
+                Reminder.kind == "post_infusion_warning", Reminder.occurrence == "c1-d2"
+            )
+        )
+        labs = await session.scalar(
+            select(Reminder).where(Reminder.kind == "labs_monthly", Reminder.occurrence == "m1")
+        )
+        assert warning is not None
+        assert labs is not None
+        labs.due_at, labs.ready_at = warning.due_at, warning.ready_at
+    harness.clock.current = warning.due_at
+    await harness.tick()
+    message = harness.api.messages(ANNA.id)[-1]
+    assert "After your infusion" in (message.text or "")
+    assert [b.text for b in message.buttons] == [
+        "Done",
+        "Remind me tomorrow",
+        "I'm OK",
+        "I have symptoms",
+    ]
+    [thanks] = await harness.press(ANNA, message, "I'm OK")
+    assert thanks.text == "Thank you, your answer is recorded."
+    async with harness.sessions() as session:
+        statuses = {
+            r.kind: r.status
+            for r in await session.scalars(
+                select(Reminder).where(Reminder.id.in_([warning.id, labs.id]))
+            )
+        }
+    assert statuses == {"post_infusion_warning": "acknowledged", "labs_monthly": "sent"}

@@ -16,6 +16,7 @@ from bot.messages import (
     DONE,
     FOOTER,
     IM_OK,
+    MESSAGE_LIMIT,
     SNOOZE,
     SYMPTOMS,
     acknowledged_text,
@@ -27,12 +28,11 @@ from bot.messages import (
     snoozed_text,
     symptoms_text,
 )
+from bot.messages import pages as messages_pages
 from bot.texts import KIND_TITLES
 from scheduler.protocol import TEST_KINDS, Kind
 
 EN = translator("en")
-# Longer messages are hard to read on a phone (issue: "Messages stay readable on a phone").
-MESSAGE_LIMIT = 1500
 # The worked example of PROTOCOL.md: courses on 2026-01-05 (5 days) and 2027-01-04 (3 days).
 ABOUT = {
     Kind.COURSE_UPCOMING: date(2027, 1, 4),
@@ -288,3 +288,49 @@ def test_a_nudge_names_every_unconfirmed_test_of_its_message() -> None:
         "on February 5, 2026.\nIf you have had them, tap “Done”."
     )
     assert "If you have had it," in nudge_text([Kind.THYROID_QUARTERLY], date(2026, 2, 5), 3, EN)
+
+
+def _bundles() -> list[list[tuple[Kind, date | None]]]:
+    """Every instant's reminders of plans that bundle the most: two courses a year apart
+    to the day, can become pregnant, send time 18:00 (the tests meet the evening warning),
+    a year of anti-herpes medicine."""
+    from zoneinfo import ZoneInfo
+
+    from scheduler.planner import Course, Profile, plan
+
+    bundles = []
+    for second in (date(2027, 1, 5), date(2026, 12, 6)):
+        profile = Profile(
+            courses=(Course(date(2026, 1, 5), 5), Course(second, 3)),
+            timezone=ZoneInfo("Europe/Berlin"),
+            send_time=time(18, 0),
+            cbp=True,
+            prophylaxis_days=365,
+        )
+        by_instant: dict[object, list[tuple[Kind, date | None]]] = {}
+        for item in plan(profile):
+            by_instant.setdefault(item.due, []).append((item.kind, item.about))
+        bundles += list(by_instant.values())
+    return bundles
+
+
+@pytest.mark.parametrize("locale", sorted(available_locales()))
+def test_every_message_fits_a_phone_screen(locale: str) -> None:
+    tr = translator(locale)
+    bundles = _bundles()
+    assert max(len(bundle) for bundle in bundles) >= 5
+    for bundle in bundles:
+        pages = messages_pages(bundle, cervix=True, tr=tr)
+        assert [i for page in pages for i in page] == list(range(len(bundle)))  # all, in order
+        for page in pages:
+            text = bundle_text([bundle[i] for i in page], cervix=True, tr=tr)
+            assert len(text) <= MESSAGE_LIMIT, (locale, [bundle[i][0] for i in page], len(text))
+            assert text.count(tr.gettext(FOOTER)) == 1
+    for kind in Kind:
+        single = reminder_text(kind, about=ABOUT.get(kind), cervix=True, tr=tr)
+        assert len(single) <= MESSAGE_LIMIT, (locale, kind)
+
+
+def test_a_short_bundle_is_one_message() -> None:
+    parts = [(Kind.LABS_MONTHLY, None), (Kind.THYROID_QUARTERLY, None)]
+    assert messages_pages(parts, cervix=False, tr=EN) == [[0, 1]]
