@@ -1,14 +1,16 @@
 """Kill a real ``remindbot run`` with SIGKILL in the middle of sending, again and again.
 
-    python bench/crash_bench.py [--db sqlite|postgresql|both] [--reminders 3000] [--crashes 5]
+    python bench/crash_bench.py [--db sqlite|postgresql|both] [--reminders 6000] [--crashes 5]
 
 Each patient (its own chat) has one reminder, all due at the start. ``remindbot run`` sends
 them at the default 30 per second to the fake Bot API (in this process: Telegram is not the
-bot's). After every ``reminders / (crashes + 1)`` sends the bot gets SIGKILL and a new one
-is started at once. At the end every chat must have its reminder (lost: 0). Prints the
-duplicates per crash (target: at most the sends in flight, 5 at 30/s), whether each
-duplicate is marked in its history ("resent: claim abandoned"), and the longest wait of a
-reminder stranded by a crash, from the restart until it was sent (target ≤ 30 s).
+bot's). After every ``reminders / (crashes + 1)`` sends, give or take a fixed random offset
+(or a second later, if the stranded reminders of the crash before took longer to go out),
+the bot gets SIGKILL and a new one is started at once. At the end every chat must have its
+reminder (lost: 0). Prints the duplicates per crash (target: at most the sends in flight,
+5 at 30/s), whether each duplicate is marked in its history ("resent: claim abandoned"),
+and the longest wait of a reminder stranded by a crash, from the restart until it was sent
+(target ≤ 30 s).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -118,7 +121,17 @@ async def crash_run(kind: str, engine: object, url: str, reminders: int, crashes
         waits: list[float] = []
         bot = await start(env)
         for crash in range(crashes):
-            target = (crash + 1) * step
+            # Every ``step`` sends, or, when waiting for the stranded ones took that long,
+            # a second's worth of sends later: not at the very moment a stranded reminder
+            # went out again, which would count one in-flight send twice over.
+            # Not a multiple of the batch size: a kill between two batches strands nothing.
+            jitter = random.Random(crash).randrange(step // 2)
+            target = max((crash + 1) * step + jitter, len(sends_per_chat(server)) + 30)
+            if target > reminders - 30:
+                raise SystemExit(
+                    f"{reminders} reminders are too few for {crashes} crashes: each one "
+                    "takes some 20 s of sends (30/s) before its stranded reminders go out"
+                )
             await wait_until(lambda t=target: len(sends_per_chat(server)) >= t, 300)
             bot.send_signal(signal.SIGKILL)
             await bot.wait()
@@ -173,7 +186,7 @@ async def crash_run(kind: str, engine: object, url: str, reminders: int, crashes
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--reminders", type=int, default=3000)
+    parser.add_argument("--reminders", type=int, default=6000)
     parser.add_argument("--crashes", type=int, default=5)
     parser.add_argument(
         "--postgres-url",

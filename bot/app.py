@@ -78,13 +78,19 @@ def build_application(
     register_handlers(app)
     assert app.job_queue is not None
     # misfire_grace_time=None: a late tick still runs (PTB's default would drop it after
-    # one second); coalesce: missed ticks run once, not many times over.
+    # one second); coalesce: missed ticks run once, not many times over. Two instances: a
+    # tick that fires while a backlog is being drained returns at once (Dispatcher.drain)
+    # instead of APScheduler warning that it skipped it.
+    late_ok = {"misfire_grace_time": None, "coalesce": True}
+    # The first tick as soon as the bot runs: a repeating job added before the scheduler
+    # starts would first run one whole interval after the start.
+    app.job_queue.run_once(dispatch, when=0, name="dispatcher", job_kwargs=late_ok)
     app.job_queue.run_repeating(
         dispatch,
         interval=settings.tick_seconds,
-        first=0,
+        first=settings.tick_seconds,
         name="dispatcher",
-        job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        job_kwargs={**late_ok, "max_instances": 2},
     )
     app.job_queue.run_repeating(
         follow_up,
@@ -134,19 +140,19 @@ async def follow_ups(services: Services) -> SweepReport:
 
 
 async def dispatch(context: BotContext) -> None:
-    """The dispatcher tick: send what is due."""
-    report = await context.dispatcher.tick()
-    if report.alerts:
-        log.info("dispatch: coordinator alerts %s", dict(report.alerts))
-    if report.claimed or report.expired:
-        log.info(
-            "dispatch: %d claimed, %d sent, %d retrying, %d failed, %d expired",
-            report.claimed,
-            report.sent,
-            report.retrying,
-            report.failed,
-            report.expired,
-        )
+    """The dispatcher job: send what is due, batch after batch while there is a backlog."""
+    async for report in context.dispatcher.drain():
+        if report.alerts:
+            log.info("dispatch: coordinator alerts %s", dict(report.alerts))
+        if report.claimed or report.expired:
+            log.info(
+                "dispatch: %d claimed, %d sent, %d retrying, %d failed, %d expired",
+                report.claimed,
+                report.sent,
+                report.retrying,
+                report.failed,
+                report.expired,
+            )
 
 
 async def prepare_database(engine: AsyncEngine, settings: Settings, clock: Clock) -> None:

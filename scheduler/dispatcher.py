@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -157,6 +157,7 @@ class Dispatcher:
     _stopping: bool = False
     _waiting: list[tuple[Sequence[Claimed], asyncio.Future[set[int]]]] = field(default_factory=list)
     _checking: bool = False
+    _draining: bool = False
     # The claims of the tick under way, and the latest answer about them (see _still_ours).
     _tick: Sequence[Claimed] = ()
     _ours: set[int] = field(default_factory=set)
@@ -206,8 +207,24 @@ class Dispatcher:
 
     # --- one tick -----------------------------------------------------------------------
 
+    async def drain(self) -> AsyncIterator[TickReport]:
+        """Ticks while each one finds a full batch: a backlog goes out batch after batch at
+        the rate limit, not one batch per tick interval. Yields nothing when a drain is
+        already under way (the tick job fired again meanwhile)."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while True:
+                report = await self.tick()
+                yield report
+                if self._holding() or report.claimed + report.expired < self.batch_size:
+                    return
+        finally:
+            self._draining = False
+
     async def tick(self) -> TickReport:
-        """Claim what is due and send it; then the coordinator alerts."""
+        """Claim what is due (one batch) and send it; then the coordinator alerts."""
         report = TickReport()
         try:
             if not self._holding():

@@ -155,7 +155,8 @@ class Reminder(Base):
     __tablename__ = "reminder"
     __table_args__ = (
         UniqueConstraint("patient_id", "kind", "occurrence"),
-        Index("ix_reminder_ready_at", "ready_at"),
+        # The queue: due first, and first queued first among those due at one instant.
+        Index("ix_reminder_ready_at", "ready_at", "id"),
         Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
         # The delivery log, newest or oldest first, without a patient filter.
         Index("ix_reminder_due_at_id", "due_at", "id"),

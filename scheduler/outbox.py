@@ -37,6 +37,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     and_,
     case,
@@ -401,6 +402,19 @@ class ClaimReport:
     expired: int = 0
 
 
+def due_reminders(*, now: datetime, limit: int) -> Select[int, int, datetime | None]:
+    """Queued reminders whose time has come, oldest first and, at one instant, first queued
+    first (so a reminder taken back from a stopped process goes before those queued after
+    it): a range scan of ``ix_reminder_ready_at`` (ready_at, id). PostgreSQL callers add
+    ``FOR UPDATE SKIP LOCKED``."""
+    return (
+        select(Reminder.id, Reminder.patient_id, Reminder.ready_at)
+        .where(Reminder.ready_at <= now)
+        .order_by(Reminder.ready_at, Reminder.id)
+        .limit(limit)
+    )
+
+
 async def claim_due(
     session: AsyncSession,
     *,
@@ -413,12 +427,7 @@ async def claim_due(
 ) -> ClaimReport:
     """Take up to ``limit`` due reminders (and those bundled with them: a batch boundary
     never splits a message) for ``process_id``; expire those too late to send."""
-    due = (
-        select(Reminder.id, Reminder.patient_id, Reminder.ready_at)
-        .where(Reminder.ready_at <= now)
-        .order_by(Reminder.ready_at)
-        .limit(limit)
-    )
+    due = due_reminders(now=now, limit=limit)
     if postgres:
         due = due.with_for_update(skip_locked=True)
     first = (await session.execute(due)).all()

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -688,17 +688,6 @@ async def list_patients(
         PatientSummary(pid, str(label), status, zone, due, ack)
         for pid, label, status, zone, due, ack in (await session.execute(query)).all()
     ]
-
-
-# --- the dispatcher's queue ------------------------------------------------------------------
-
-
-def due_reminders(*, now: datetime, limit: int) -> Select[int]:
-    """Ids of queued reminders whose time has come, oldest first: a range scan of
-    ``ix_reminder_ready_at``. PostgreSQL callers add ``FOR UPDATE SKIP LOCKED``."""
-    return (
-        select(Reminder.id).where(Reminder.ready_at <= now).order_by(Reminder.ready_at).limit(limit)
-    )
 
 
 async def upcoming(session: AsyncSession, *, patient_id: int, limit: int) -> list[Reminder]:

@@ -150,6 +150,12 @@ async def harness(
     app = build_application(
         settings=bot_settings, engine=bot_engine, clock=clock, timeout=request_timeout
     )
+    assert app.job_queue is not None
+    # Tests run the dispatcher themselves (harness.tick), at the times they choose: its jobs
+    # are off before the start, which would run the first tick at once.
+    for name in ("dispatcher", "follow-ups"):
+        for job in app.job_queue.get_jobs_by_name(name):
+            job.enabled = False
     async with app:
         await app.start()
         try:
@@ -171,12 +177,7 @@ def _running(
     clock: TestClock,
     settings: Settings,
 ) -> Harness:
-    """The harness of a started application, its own jobs switched off."""
-    assert app.job_queue is not None
-    # Tests run the dispatcher themselves (harness.tick), at the times they choose.
-    for name in ("dispatcher", "follow-ups"):
-        for job in app.job_queue.get_jobs_by_name(name):
-            job.enabled = False
+    """The harness of a started application."""
     assert app.bot_data.dispatcher is not None
     app.bot_data.dispatcher.limiter = None  # tests of the limits set their own
     return Harness(app, api, session_factory(engine), clock, settings)

@@ -100,6 +100,10 @@ async def test_polling_answers_and_sigterm_finishes_cleanly(
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=30)
         assert process.returncode == 0
+        assert process.stderr is not None
+        log = await process.stderr.read()
+    # Ticks fired while the batch was being sent; they returned at once, without a warning.
+    assert b"maximum number of running instances" not in log
 
     sent_to_patients = [
         call for call in fake_bot_api.calls_to("sendMessage") if call.chat_id != STRANGER.id
@@ -128,6 +132,25 @@ async def test_polling_answers_and_sigterm_finishes_cleanly(
     assert 0 < len(sent_to_patients) < 30
     # Released as they were, planned and queued: none of them was tried.
     assert statuses.get("planned", 0) == released == 30 - len(sent_to_patients)
+
+
+async def test_a_backlog_goes_out_without_waiting_for_the_next_tick(
+    fake_bot_api: FakeBotApi, tmp_path: Path
+) -> None:
+    """More than two batches due at once (a clinic's 9:00, a restart after an outage): one
+    tick sends them all, not one batch of 200 per tick interval."""
+    database = tmp_path / "bot.db"
+    await _patients_with_due_reminders(database, count=450, now=datetime.now(UTC))
+    env = bot_env(fake_bot_api, database, REMINDBOT_TICK_SECONDS="300", REMINDBOT_RATE_LIMIT="0")
+    async with remindbot_run(env) as process:
+        await fake_bot_api.wait_until(
+            lambda: len(fake_bot_api.calls_to("sendMessage")) >= 450, timeout=60
+        )
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)
+        assert process.returncode == 0
+    chats = {call.chat_id for call in fake_bot_api.calls_to("sendMessage")}
+    assert len(chats) == 450
 
 
 async def test_webhook_mode_checks_the_secret(fake_bot_api: FakeBotApi, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler import outbox
 from scheduler.alerts import Alert
 from scheduler.db import is_sqlite, session_factory
 from scheduler.dispatcher import Delivery, Dispatcher, Outcome, RateLimiter
@@ -292,3 +293,53 @@ async def test_a_429_holds_its_chat_and_a_flood_holds_the_bot_for_retry_after_on
     assert clock.now == pytest.approx(start + 10.0)
     await limiter.acquire(98)
     assert clock.now == pytest.approx(start + 10.0 + 1 / 30)  # and no longer than that
+
+
+async def test_a_reclaimed_claim_goes_before_reminders_queued_after_it(
+    sessions: async_sessionmaker[AsyncSession], db: object
+) -> None:
+    """A crash must not send its stranded reminders to the back of a backlog due at the
+    same instant (on PostgreSQL, ties of the due time once came out in any order)."""
+    await add_due(sessions, patients=300, per_patient=1)  # all due at one instant
+    postgres = not is_sqlite(db)  # type: ignore[arg-type]
+
+    async def claim(process_id: int) -> list[int]:
+        async with sessions.begin() as session:
+            report = await outbox.claim_due(
+                session,
+                now=NOW,
+                limit=20,
+                process_id=process_id,
+                lease=timedelta(minutes=5),
+                late_window=WINDOW,
+                postgres=postgres,
+            )
+        return [claimed.id for claimed in report.claimed]
+
+    first = await claim(1)
+    async with sessions.begin() as session:
+        assert await outbox.reclaim(session, process_ids=[1], now=NOW + timedelta(seconds=20)) == 20
+    assert await claim(2) == first  # the same reminders, before the 280 others
+    async with sessions() as session:
+        queue = list(
+            await session.scalars(
+                select(Reminder.id).where(Reminder.status == "planned").order_by(Reminder.id)
+            )
+        )
+    assert await claim(3) == queue[:20]  # then the rest, first queued first
+
+
+async def test_drain_sends_a_backlog_batch_after_batch_and_runs_once_at_a_time(
+    sessions: async_sessionmaker[AsyncSession], db: object
+) -> None:
+    await add_due(sessions, patients=45, per_patient=1)
+    sender = RecordingSender()
+    d = dispatcher(sessions, sender, postgres=not is_sqlite(db), batch_size=20)  # type: ignore[arg-type]
+    claimed = []
+    async for report in d.drain():
+        claimed.append(report.claimed)
+        # The job fired again meanwhile: that one does nothing.
+        assert [r async for r in d.drain()] == []
+    assert claimed == [20, 20, 5]  # stops at the first batch that is not full
+    assert len(sender.sent) == 45
+    assert [r.claimed async for r in d.drain()] == [0]  # the next tick job runs again

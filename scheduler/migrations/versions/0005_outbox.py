@@ -34,6 +34,9 @@ def upgrade() -> None:
         "WHERE delivery_event.reminder_id = reminder.id AND delivery_event.status = 'sent') "
         "WHERE status IN ('sent', 'acknowledged', 'sending', 'retrying', 'planned')"
     )
+    # The queue in (due, id) order: ties go first queued, first sent on PostgreSQL too.
+    op.drop_index("ix_reminder_ready_at", table_name="reminder")
+    op.create_index("ix_reminder_ready_at", "reminder", ["ready_at", "id"], unique=False)
     op.create_index(
         "ix_reminder_followup",
         "reminder",
@@ -89,6 +92,8 @@ def downgrade() -> None:
         batch.drop_column("last_at")
         batch.drop_column("repeats")
     op.drop_index("ix_reminder_followup", table_name="reminder")
+    op.drop_index("ix_reminder_ready_at", table_name="reminder")
+    op.create_index("ix_reminder_ready_at", "reminder", ["ready_at"], unique=False)
     with op.batch_alter_table("reminder") as batch:
         batch.drop_column("first_sent_at")
         batch.drop_column("claimed_by")
