@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
-from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot
 
 from bot.context import BotContext, RemindbotApp, Services
 from bot.handlers import coordinator, patient, reminders, staff
@@ -29,10 +31,55 @@ from scheduler.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 FOLLOW_UP_INTERVAL = 600  # seconds
 
+# The update types the handlers take (register_handlers): commands and texts, which PTB's
+# CommandHandler and MessageHandler also take when edited, and button presses. Telegram sends
+# no other kind, so a poll, a chat member change or a reaction can neither reach a handler nor
+# fill the update queue. A new kind of handler must add its update type here.
+ALLOWED_UPDATES: Final = (Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY)
+_UPDATE_TYPE: Final = re.compile(r"[a-z_]{1,64}")
+
 
 class DatabaseNotMigrated(RuntimeError):
     def __init__(self) -> None:
         super().__init__("The database is not at the current schema: run remindbot migrate.")
+
+
+class RemindbotBot(ExtBot[None]):
+    """PTB's bot, except that an update PTB cannot read is skipped instead of stopping the rest.
+
+    PTB reads a getUpdates answer as a whole: one update it cannot read (the Bot API added a
+    required field, as Bot API 9.6 did to polls) fails the whole batch, the updater asks again
+    from the same offset at once, and polling spins, logging the raw updates at CRITICAL, while
+    every later update waits. Here each update is read on its own first, and one that fails is
+    logged by id and type and replaced by a bare update with its id: no handler takes it, and
+    the updater's offset moves past it.
+    """
+
+    __slots__ = ()
+
+    async def _post(self, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._post(endpoint, *args, **kwargs)
+        if endpoint == "getUpdates" and isinstance(result, list):
+            return [self._readable(update) for update in result]
+        return result
+
+    def _readable(self, update: Any) -> Any:
+        """``update`` as Telegram sent it if PTB can read it, else just its id."""
+        try:
+            Update.de_json(update, self)
+        except Exception as error:
+            update_id = update.get("update_id") if isinstance(update, dict) else None
+            if not isinstance(update_id, int):
+                return update  # nothing to acknowledge it by: PTB reports it
+            kind = next((key for key in update if key != "update_id"), "")
+            log.warning(
+                "skipped update %d (%s): it could not be read (%s)",
+                update_id,
+                kind if _UPDATE_TYPE.fullmatch(kind) else "unknown",
+                type(error).__name__,
+            )
+            return {"update_id": update_id}
+        return update
 
 
 def register_handlers(app: RemindbotApp) -> None:
@@ -50,15 +97,18 @@ def build_application(
 
     ``timeout`` bounds each Telegram request (seconds); a send that times out is retried.
     """
+    bot: ExtBot[None] = RemindbotBot(
+        settings.token(),
+        base_url=settings.telegram_api_base_url,
+        request=AiohttpRequest(
+            read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout
+        ),
+        get_updates_request=AiohttpRequest(connection_pool_size=1, connect_timeout=timeout),
+    )
     app: RemindbotApp = (
         ApplicationBuilder()
-        .token(settings.token())
-        .base_url(settings.telegram_api_base_url)
+        .bot(bot)
         .context_types(ContextTypes(context=BotContext, bot_data=Services))
-        .request(
-            AiohttpRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout)
-        )
-        .get_updates_request(AiohttpRequest(connection_pool_size=1, connect_timeout=timeout))
         .build()
     )
     sessions = session_factory(engine)
@@ -220,11 +270,11 @@ def serve(settings: Settings, clock: Clock) -> None:
                 url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
                 webhook_url=settings.webhook_url,
                 secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=Update.ALL_TYPES,
+                allowed_updates=ALLOWED_UPDATES,
                 close_loop=False,
             )
         else:
-            app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
+            app.run_polling(allowed_updates=ALLOWED_UPDATES, close_loop=False)
     finally:
         # PTB shuts down only what it initialised itself: a start that failed half-way
         # leaves the bot's HTTP sessions open, and their engine too.

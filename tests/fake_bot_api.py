@@ -415,6 +415,8 @@ class FakeUpdate:
     time: float
     deliveries: list[Delivery] = field(default_factory=list)
     confirmed: bool = False
+    # Delivered whatever the bot's allowed_updates say (see `send_update`).
+    unsolicited: bool = False
 
     @property
     def message(self) -> JSONDict | None:
@@ -996,11 +998,21 @@ class FakeBotApi:
             }
         )
 
-    def send_update(self, content: Mapping[str, Any]) -> FakeUpdate:
-        """Queue an update with any content, e.g. {"message": {...}}; its update_id is added."""
+    def send_update(self, content: Mapping[str, Any], *, unsolicited: bool = False) -> FakeUpdate:
+        """Queue an update with any content, e.g. {"message": {...}}; its update_id is added.
+
+        An `unsolicited` update reaches the bot even if its allowed_updates leave its type out,
+        as Telegram warns may happen for updates queued before allowed_updates changed.
+        """
         (kind,) = (name for name in content if name != "update_id")
         update_id = next(self._update_ids)
-        update = FakeUpdate(update_id, kind, {"update_id": update_id, **content}, self.clock())
+        update = FakeUpdate(
+            update_id,
+            kind,
+            {"update_id": update_id, **content},
+            self.clock(),
+            unsolicited=unsolicited,
+        )
         self.updates.append(update)
         self._pending.append(update)
         self._notify()
@@ -1464,7 +1476,7 @@ class FakeBotApi:
             self._pending.remove(update)
 
     def _deliverable(self, allowed: list[str] | None) -> list[FakeUpdate]:
-        return [u for u in self._pending if allowed is None or u.kind in allowed]
+        return [u for u in self._pending if allowed is None or u.kind in allowed or u.unsolicited]
 
     async def _set_webhook(self, call: ApiCall) -> bool:
         params = call.params
