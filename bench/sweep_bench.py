@@ -38,9 +38,9 @@ PER_PATIENT = 110
 # Patient n's reminder k: month k from 2026-01-05; k <= 53 are in the past (before NOW).
 PATIENTS_SQL = """
 INSERT INTO patient (label, locale, timezone, send_time, cbp, cervix, prophylaxis_days,
-                     status, chat_id, coordinator_id, plan_version, created_at)
+                     status, chat_id, coordinator_id, team_id, plan_version, created_at)
 SELECT 'S-' || g, 'en', 'Europe/Berlin', '09:00:00', false, false, 30, 'active', 100000 + g, 900, 1,
-       '2025-12-01 00:00:00+00'
+       1, '2025-12-01 00:00:00+00'
 FROM {series}
 """
 REMINDERS_SQL = """

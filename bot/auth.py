@@ -11,6 +11,7 @@ from telegram.ext import ConversationHandler
 
 from bot.context import BotContext
 from bot.handlers.common import reply, user_translator
+from bot.i18n import negotiate
 from scheduler import store
 from scheduler.statuses import Role
 
@@ -33,6 +34,18 @@ async def role_of(update: Update, context: BotContext) -> Role | None:
         return await store.role_of(session, user_id=user.id)
 
 
+async def _learn_language(update: Update, context: BotContext) -> None:
+    """Remember a staff member's Telegram language (when shipped): their alerts are
+    written in it."""
+    user = update.effective_user
+    if user is None or user.language_code is None:
+        return
+    locale = negotiate(user.language_code, default="")
+    if locale:
+        async with context.sessions.begin() as session:
+            await store.note_language(session, user_id=user.id, locale=locale)
+
+
 def requires(needed: Role) -> Callable[[H], H]:
     """Run the handler only for users with ``needed`` or a higher role.
 
@@ -44,6 +57,7 @@ def requires(needed: Role) -> Callable[[H], H]:
         @functools.wraps(handler)
         async def guarded(update: Update, context: BotContext) -> Any:
             if allows(await role_of(update, context), needed):
+                await _learn_language(update, context)
                 return await handler(update, context)
             user = update.effective_user
             async with context.sessions.begin() as session:

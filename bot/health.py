@@ -16,6 +16,7 @@ from typing import Final
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler import outbox
 from scheduler.clock import Clock
 from scheduler.db import reading
 from scheduler.dispatcher import Dispatcher
@@ -54,9 +55,11 @@ class HealthServer:
     async def health(self) -> tuple[bool, dict[str, object]]:
         """Database reachable, dispatcher ticked recently, Telegram reachable when last seen."""
         now = self.clock.now()
+        unrouted: int | None = None
         try:
             async with asyncio.timeout(DATABASE_TIMEOUT), reading(self.sessions) as session:
                 await session.execute(text("SELECT 1"))
+                unrouted = await outbox.unrouted_alerts(session)
             database = "ok"
         except Exception as error:  # any failure means: not healthy
             database = f"unreachable ({type(error).__name__})"
@@ -71,7 +74,12 @@ class HealthServer:
         telegram = "ok" if stats.telegram_reachable else "unreachable at the last send"
         checks = {"database": database, "dispatcher": dispatcher, "telegram": telegram}
         healthy = all(value == "ok" for value in checks.values())
-        return healthy, {"status": "ok" if healthy else "failing", **checks}
+        # Reported, not failing the check: a restart would not find anyone to tell either.
+        return healthy, {
+            "status": "ok" if healthy else "failing",
+            **checks,
+            "alerts_without_recipient": unrouted,
+        }
 
     async def metrics(self) -> str:
         """The Prometheus exposition: counts from the database, counters from this process."""
@@ -103,6 +111,7 @@ class HealthServer:
             oldest = await session.scalar(
                 select(func.min(Reminder.ready_at)).where(Reminder.ready_at <= now)
             )
+            unrouted = await outbox.unrouted_alerts(session)
         stats = self.dispatcher.stats
         lines = [
             "# HELP remindbot_reminders Reminders by current status.",
@@ -124,6 +133,10 @@ class HealthServer:
                 f'remindbot_alerts{{status="{status}"}} {alerts.get(status, 0)}'
                 for status in AlertStatus
             ),
+            "# HELP remindbot_alerts_without_recipient Alerts that found nobody to tell (a team "
+            "without coordinators and no alert chat).",
+            "# TYPE remindbot_alerts_without_recipient gauge",
+            f"remindbot_alerts_without_recipient {unrouted}",
             "# HELP remindbot_queue_lag_seconds Age of the oldest reminder waiting to be sent.",
             "# TYPE remindbot_queue_lag_seconds gauge",
             f"remindbot_queue_lag_seconds {_lag(oldest, now):.3f}",

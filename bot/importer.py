@@ -2,12 +2,16 @@
 
 Columns (header row required, comma- or semicolon-separated, UTF-8):
 
-    label,locale,timezone,send_time,cbp,cervix,courses,prophylaxis_days,allow_early_course
+    label,locale,timezone,send_time,cbp,cervix,courses,prophylaxis_days,allow_early_course,
+    team,coordinator
 
 ``label``, ``locale``, ``timezone`` and ``courses`` are required; ``courses`` lists
 ``DATE[:DAYS]`` separated by spaces or ``|``; ``cbp``, ``cervix`` and ``allow_early_course``
 take yes/no (also true/false, 1/0); ``cervix`` (the yearly cervical screening line) defaults
-to the ``cbp`` answer, ``send_time`` to 09:00 and ``prophylaxis_days`` to 30.
+to the ``cbp`` answer, ``send_time`` to 09:00 and ``prophylaxis_days`` to 30. ``team`` is the
+care team's name (default: the import's ``--team``, or the clinic's only team);
+``coordinator`` the Telegram user id of the patient's own coordinator (default: none, the
+team's coordinators are told).
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from scheduler.store import Enrolment, check_label
 from scheduler.validation import build_profile, check_locale, parse_course
 
 REQUIRED = ("label", "locale", "timezone", "courses")
-OPTIONAL = ("send_time", "cbp", "cervix", "prophylaxis_days", "allow_early_course")
+OPTIONAL = (
+    "send_time",
+    "cbp",
+    "cervix",
+    "prophylaxis_days",
+    "allow_early_course",
+    "team",
+    "coordinator",
+)
 _YES = {"yes", "y", "true", "1", "ja", "oui", "si", "sí"}
 _NO = {"no", "n", "false", "0", "nein", "non", ""}
 _COURSE_SEPARATOR = re.compile(r"[\s|]+")
@@ -139,6 +151,8 @@ def parse_row(row: dict[str, str], *, locales: Collection[str]) -> Enrolment:
         locale=locale,
         profile=profile,
         cervix=_flag(cervix, "cervix") if cervix else None,
+        coordinator_id=_number(row.get("coordinator") or "", "coordinator", 0) or None,
+        team_name=(row.get("team") or "").strip() or None,
     )
 
 

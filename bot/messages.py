@@ -408,7 +408,7 @@ def nudge_text(kinds: Collection[Kind], due_day: date, days_overdue: int, tr: Tr
 
 
 def symptoms_text(tr: Translator) -> str:
-    """The urgent-help text shown when the patient taps "I have symptoms"."""
+    """The urgent-help text shown at once when the patient taps "I have symptoms"."""
     return "\n".join(
         [
             # TRANSLATORS: shown at once when the patient taps "I have symptoms". Must be
@@ -416,11 +416,20 @@ def symptoms_text(tr: Translator) -> str:
             tr.gettext("If this is an emergency, call your local emergency number now."),
             # TRANSLATORS: second line of the urgent-help text.
             tr.gettext("If it is not an emergency, contact your MS team today."),
-            # TRANSLATORS: third line of the urgent-help text; the care coordinator has
-            # been alerted automatically.
-            tr.gettext("We have told your MS team that you reported symptoms."),
         ]
     )
+
+
+def symptoms_reported_text(tr: Translator, *, told: bool) -> str:
+    """After the urgent-help text: whether the care team has been told (``told``); the
+    patient must not believe they were when nobody could be reached."""
+    if told:
+        # TRANSLATORS: after the urgent-help text; the care coordinator has been alerted
+        # automatically.
+        return tr.gettext("We have told your MS team that you reported symptoms.")
+    # TRANSLATORS: after the urgent-help text, when the alert to the care team could not
+    # be delivered yet.
+    return tr.gettext("Your MS team has not been told yet. Please call them yourself today.")
 
 
 def snoozed_text(tr: Translator) -> str:

@@ -43,6 +43,12 @@ _ALERTS: Final = {
     ),
     # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's pseudonym.
     AlertKind.WITHDRAWN: N_("Patient %(label)s stopped the reminders (withdrew consent)."),
+    # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's former
+    # pseudonym, now erased from the bot.
+    AlertKind.ERASED: N_(
+        "Patient %(label)s withdrew consent and asked for their data to be erased. "
+        "The bot no longer stores their label, chat or course dates."
+    ),
 }
 
 
@@ -95,11 +101,9 @@ def nudge_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarkup:
 
 
 def alert_text(alert: Alert, tr: Translator) -> str:
-    # TRANSLATORS: stands for a patient whose data was erased at their request.
-    label = alert.label or tr.gettext("(erased)")
     day = alert.about if alert.kind is AlertKind.COURSE_DUE and alert.about else alert.day
     return tr.gettext(_ALERTS[alert.kind]) % {
-        "label": label,
+        "label": alert.label,
         "title": tr.gettext(KIND_TITLES[alert.reminder_kind]) if alert.reminder_kind else "",
         "date": tr.date(day) if day else "",
     }
@@ -107,7 +111,7 @@ def alert_text(alert: Alert, tr: Translator) -> str:
 
 class TelegramSender:
     """Sends reminders, follow-ups and coordinator alerts with a PTB ``Bot``; alerts are
-    written in ``alert_locale``."""
+    written in their recipient's language, else in ``alert_locale``."""
 
     def __init__(self, bot: Bot, *, alert_locale: str) -> None:
         self.bot = bot
@@ -167,5 +171,6 @@ class TelegramSender:
             return Outcome(Result.REJECTED, description=error.message)
         return Outcome.sent(message.message_id)
 
-    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
-        return await self._send(chat_id, alert_text(alert, translator(self.alert_locale)), None)
+    async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
+        tr = translator(locale or self.alert_locale)
+        return await self._send(chat_id, alert_text(alert, tr), None)

@@ -5,10 +5,14 @@ The full patient messages are clinical content kept with the catalogs; these are
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from scheduler.errors import N_
 from scheduler.protocol import Kind
+
+if TYPE_CHECKING:
+    from scheduler.teams import TeamSummary
 
 KIND_TITLES: Final[dict[Kind, str]] = {
     # TRANSLATORS: reminder title, also the calendar event name a patient sees.
@@ -32,3 +36,19 @@ KIND_TITLES: Final[dict[Kind, str]] = {
     # TRANSLATORS: reminder title; the 48-month monitoring period ends.
     Kind.MONITORING_END: N_("End of the monitoring period"),
 }
+
+
+def team_line(team: TeamSummary, ngettext: Callable[[str, str, int], str]) -> str:
+    """One care team as ``/team`` and ``remindbot team list`` show it."""
+    # TRANSLATORS: one care team: its name, patient count, and the Telegram user ids of its
+    # coordinators and staff.
+    return ngettext(
+        "%(team)s: %(count)d patient; coordinators: %(coordinators)s; staff: %(staff)s",
+        "%(team)s: %(count)d patients; coordinators: %(coordinators)s; staff: %(staff)s",
+        team.patients,
+    ) % {
+        "team": team.name,
+        "count": team.patients,
+        "coordinators": ", ".join(map(str, team.coordinators)) or "-",
+        "staff": ", ".join(map(str, team.staff)) or "-",
+    }

@@ -2,14 +2,16 @@
 
 PROTOCOL.md and README: the coordinator is told when a patient reports symptoms, has not
 confirmed tests 10 days after they were due, blocked the bot, could not be sent a reminder,
-is due for the next course, or stopped the reminders. An alert goes to the patient's
-coordinator and, if configured, the alert chat; ``outbox.queue_alert`` stores one row per
-recipient in the transaction of the event, and the dispatcher sends and retries them.
+is due for the next course, or stopped the reminders. An alert goes to the patient's own
+coordinator (the one who enrolled them, while still a coordinator of their team) or, when
+there is none, to every coordinator of the patient's team; and, if configured, to the alert
+chat. When the alert to the patient's own coordinator fails for good, the team's other
+coordinators are told instead. ``outbox.queue_alert`` stores one row per recipient in the
+transaction of the event, and the dispatcher sends and retries them.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -22,7 +24,13 @@ from scheduler.sending import Part, Result
 if TYPE_CHECKING:
     from scheduler.models import CoordinatorAlert, Patient
 
-log = logging.getLogger(__name__)
+
+class Route(StrEnum):
+    """Who a recipient is to the patient."""
+
+    OWN = "own"  # the patient's own coordinator
+    TEAM = "team"  # a coordinator of the patient's team
+    CHAT = "chat"  # the clinic's alert chat (a copy)
 
 
 class AlertKind(StrEnum):
@@ -32,6 +40,8 @@ class AlertKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     COURSE_DUE = "course_due"
     WITHDRAWN = "withdrawn"
+    # Sent at once, not queued: it names a label the database no longer holds.
+    ERASED = "erased"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,36 +50,62 @@ class Alert:
 
     kind: AlertKind
     patient_id: int
-    label: str | None
+    label: str
     coordinator_id: int | None
+    team_id: int
     reminder_kind: Kind | None = None
     day: date | None = None
     about: date | None = None
 
 
-def recipients(alert: Alert, *, alert_chat_id: int | None) -> list[int]:
-    """The chats ``alert`` goes to: the patient's coordinator and the alert chat."""
-    chats = sorted(c for c in {alert.coordinator_id, alert_chat_id} if c is not None)
-    if not chats:
-        log.warning("alert %s for patient %d has no recipient", alert.kind, alert.patient_id)
+def recipients(
+    *, own: int | None, team: Sequence[int], alert_chat_id: int | None
+) -> list[tuple[int, Route]]:
+    """Who an alert goes to: the patient's ``own`` coordinator if they have one, else every
+    coordinator of the ``team``; and the alert chat. Empty: nobody can be told."""
+    chats = [(own, Route.OWN)] if own is not None else [(c, Route.TEAM) for c in team]
+    if alert_chat_id is not None and all(chat != alert_chat_id for chat, _ in chats):
+        chats.append((alert_chat_id, Route.CHAT))
     return chats
+
+
+def fallback(*, failed: int, team: Sequence[int]) -> list[tuple[int, Route]]:
+    """Who is told when the alert to the patient's own coordinator (``failed``) could not be
+    delivered: the team's other coordinators."""
+    return [(chat, Route.TEAM) for chat in team if chat != failed]
 
 
 def symptoms(patient: Patient, kind: Kind, day: date) -> Alert:
     """The patient pressed "I have symptoms" under the reminder of ``kind`` due on ``day``."""
-    return Alert(AlertKind.SYMPTOMS, patient.id, patient.label, patient.coordinator_id, kind, day)
+    return Alert(
+        AlertKind.SYMPTOMS,
+        patient.id,
+        patient.label,
+        patient.coordinator_id,
+        patient.team_id,
+        kind,
+        day,
+    )
 
 
 def tests_not_confirmed(patient: Patient, kind: Kind, day: date) -> Alert:
     """The tests due on ``day`` were not confirmed after the last follow-up."""
     return Alert(
-        AlertKind.MISSED_TEST, patient.id, patient.label, patient.coordinator_id, kind, day
+        AlertKind.MISSED_TEST,
+        patient.id,
+        patient.label,
+        patient.coordinator_id,
+        patient.team_id,
+        kind,
+        day,
     )
 
 
 def withdrawn(patient: Patient) -> Alert:
     """The patient stopped the reminders (withdrew consent)."""
-    return Alert(AlertKind.WITHDRAWN, patient.id, patient.label, patient.coordinator_id)
+    return Alert(
+        AlertKind.WITHDRAWN, patient.id, patient.label, patient.coordinator_id, patient.team_id
+    )
 
 
 def after_send(patient: Patient, parts: Sequence[Part], result: Result | None) -> Alert | None:
@@ -89,6 +125,7 @@ def after_send(patient: Patient, parts: Sequence[Part], result: Result | None) -
             patient.id,
             patient.label,
             patient.coordinator_id,
+            patient.team_id,
             due.kind,
             due.local_date,
             due.about,
@@ -99,19 +136,21 @@ def after_send(patient: Patient, parts: Sequence[Part], result: Result | None) -
         patient.id,
         patient.label,
         patient.coordinator_id,
+        patient.team_id,
         first.kind,
         first.local_date,
         first.about,
     )
 
 
-def alert_of(row: CoordinatorAlert, label: str | None, coordinator_id: int | None) -> Alert:
+def alert_of(row: CoordinatorAlert, patient: Patient) -> Alert:
     """The alert a queued row stands for, with the patient's label as it is now."""
     return Alert(
         AlertKind(row.kind),
         row.patient_id,
-        label,
-        coordinator_id,
+        patient.label,
+        patient.coordinator_id,
+        patient.team_id,
         Kind(row.reminder_kind) if row.reminder_kind else None,
         row.day,
         row.about,

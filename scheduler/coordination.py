@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import store
+from scheduler import store, teams
 from scheduler.models import Acknowledgement, DeliveryEvent, Patient, Reminder
 from scheduler.outbox import Action
 from scheduler.protocol import TEST_KINDS
@@ -54,12 +54,13 @@ class PatientDetail:
     adherence: Adherence
 
 
-async def count_patients(session: AsyncSession) -> int:
-    """How many patients ``store.list_patients`` lists (the forgotten ones are left out)."""
-    total = await session.scalar(
-        select(func.count()).select_from(Patient).where(Patient.label.is_not(None))
-    )
-    return int(total or 0)
+async def count_patients(session: AsyncSession, *, scope: teams.Scope = teams.EVERY_TEAM) -> int:
+    """How many patients ``store.list_patients`` lists for ``scope``."""
+    query = select(func.count()).select_from(Patient)
+    condition = scope.condition(Patient.team_id)
+    if condition is not None:
+        query = query.where(condition)
+    return int(await session.scalar(query) or 0)
 
 
 async def label_in_use(session: AsyncSession, *, label: str) -> bool:
@@ -115,11 +116,11 @@ async def last_acknowledgement(
 
 
 async def patient_detail(
-    session: AsyncSession, *, label: str, upcoming: int = 5
+    session: AsyncSession, *, label: str, upcoming: int = 5, scope: teams.Scope = teams.EVERY_TEAM
 ) -> PatientDetail | None:
-    """The patient with ``label``, their next ``upcoming`` reminders, latest acknowledgement
-    and adherence."""
-    patient = await store.patient_by_label(session, label=label)
+    """The patient with ``label`` (if in ``scope``), their next ``upcoming`` reminders,
+    latest acknowledgement and adherence."""
+    patient = await store.patient_by_label(session, label=label, scope=scope)
     if patient is None:
         return None
     return PatientDetail(

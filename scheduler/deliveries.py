@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scheduler import teams
 from scheduler.models import DeliveryEvent, Patient, Reminder
 
 # Keeps the IN lists of the event query well under the drivers' bound-parameter limits.
@@ -45,8 +46,7 @@ class DeliveryEntry:
 
     reminder_id: int
     patient_id: int
-    # None once the patient asked to be forgotten: the edge shows a placeholder.
-    label: str | None
+    label: str
     kind: str
     occurrence: str
     due_at: datetime
@@ -65,6 +65,7 @@ class DeliveryEntry:
 
 def _conditions(
     *,
+    scope: teams.Scope,
     label: str | None,
     status: str | None,
     kind: str | None,
@@ -72,6 +73,9 @@ def _conditions(
     until: datetime | None,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
+    if scope.team_ids is not None:
+        team = select(Patient.id).where(Patient.team_id.in_(sorted(scope.team_ids)))
+        conditions.append(Reminder.patient_id.in_(team))
     if label is not None:
         # The label's unique index finds the patient, then ix_reminder_patient_id_due_at
         # serves the filter and the order. An unknown label matches nothing.
@@ -91,6 +95,7 @@ def _conditions(
 async def count_deliveries(
     session: AsyncSession,
     *,
+    scope: teams.Scope = teams.EVERY_TEAM,
     label: str | None = None,
     status: str | None = None,
     kind: str | None = None,
@@ -98,7 +103,9 @@ async def count_deliveries(
     until: datetime | None = None,
 ) -> int:
     """How many reminders ``delivery_log`` lists with the same filters (for paging)."""
-    conditions = _conditions(label=label, status=status, kind=kind, since=since, until=until)
+    conditions = _conditions(
+        scope=scope, label=label, status=status, kind=kind, since=since, until=until
+    )
     query = select(func.count()).select_from(Reminder).where(*conditions)
     return int(await session.scalar(query) or 0)
 
@@ -106,6 +113,7 @@ async def count_deliveries(
 async def delivery_log(
     session: AsyncSession,
     *,
+    scope: teams.Scope = teams.EVERY_TEAM,
     label: str | None = None,
     status: str | None = None,
     kind: str | None = None,
@@ -117,12 +125,15 @@ async def delivery_log(
 ) -> list[DeliveryEntry]:
     """Reminders with their full history, newest due first.
 
-    Filters: the patient's ``label``, the current ``status``, the ``kind``, and the due
-    instant with ``since <= due_at < until`` (aware datetimes). ``limit``/``offset`` page
-    through the log; for long exports, ``after=<last entry>.position`` continues behind an
-    entry without counting the rows before it, so each batch can use a short session.
+    Filters: the teams of ``scope``, the patient's ``label``, the current ``status``, the
+    ``kind``, and the due instant with ``since <= due_at < until`` (aware datetimes).
+    ``limit``/``offset`` page through the log; for long exports,
+    ``after=<last entry>.position`` continues behind an entry without counting the rows
+    before it, so each batch can use a short session.
     """
-    conditions = _conditions(label=label, status=status, kind=kind, since=since, until=until)
+    conditions = _conditions(
+        scope=scope, label=label, status=status, kind=kind, since=since, until=until
+    )
     if after is not None:
         due_at, reminder_id = after
         conditions.append(

@@ -451,6 +451,7 @@ class Dispatcher:
                 lease=self.lease,
                 max_attempts=self.alert_budget.max_attempts,
                 postgres=self.postgres,
+                alert_chat_id=self.alert_chat_id,
                 patient_id=patient_id,
             )
         for kind, given_up in exhausted:
@@ -468,7 +469,7 @@ class Dispatcher:
                     session, claim, now=self.clock.now(), lease=self.lease
                 ):
                     continue  # held up past the lease: another process has taken it
-            outcome = await self.sender.alert(claim.alert, claim.chat_id)
+            outcome = await self.sender.alert(claim.alert, claim.chat_id, claim.locale)
             self._throttled(claim.chat_id, outcome)
             done[await self._record_alert(claim, outcome)] += 1
         self.stats.alerts.update(done)
@@ -493,7 +494,12 @@ class Dispatcher:
                 )
                 return "retrying"
             await outbox.fail_alert(
-                session, claim, now=now, detail=decision.detail, code=outcome.error_code
+                session,
+                claim,
+                now=now,
+                detail=decision.detail,
+                code=outcome.error_code,
+                alert_chat_id=self.alert_chat_id,
             )
         log.error(
             "alert %s for patient %d could not be delivered to a recipient after %d attempts: %s",

@@ -80,8 +80,8 @@ class Patient(Base):
     __tablename__ = "patient"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # NULL once the patient asked to be forgotten.
-    label: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The clinic's pseudonym. An erased patient's row is deleted (``patient_data.erase``).
+    label: Mapped[str] = mapped_column(String(64), unique=True)
     locale: Mapped[str] = mapped_column(String(16))
     timezone: Mapped[str] = mapped_column(String(64))
     send_time: Mapped[time] = mapped_column(Time)
@@ -92,11 +92,12 @@ class Patient(Base):
     prophylaxis_days: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=PatientStatus.INVITED)
     chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    # The coordinator (Telegram user id) who enrolled the patient and receives alerts.
+    # The coordinator (Telegram user id) who enrolled the patient and is told first.
     coordinator_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The care team whose coordinators and staff see the patient and get the alerts.
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
     plan_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
-    forgotten_at: Mapped[datetime | None]
 
     # Loaded explicitly (selectinload / refresh): lazy loading cannot work under asyncio.
     courses: Mapped[list[Course]] = relationship(
@@ -230,7 +231,9 @@ class CoordinatorAlert(Base):
     """Something one recipient (the coordinator, or the alert chat) must be told about a
     patient: queued in the transaction that raised it, sent and retried by the dispatcher.
 
-    The text is made when it is sent, from the patient's label at that time."""
+    The text is made when it is sent, from the patient's label at that time, in the
+    recipient's language. An alert that found nobody to tell is kept as a failed row
+    without a chat, which ``doctor`` and ``/healthz`` report."""
 
     __tablename__ = "alert"
     __table_args__ = (Index("ix_alert_ready_at", "ready_at"),)
@@ -240,8 +243,13 @@ class CoordinatorAlert(Base):
     patient_id: Mapped[int] = mapped_column(
         ForeignKey("patient.id", ondelete="CASCADE"), index=True
     )
-    # The recipient's chat: a staff member's Telegram id or the alert group, never a patient.
-    chat_id: Mapped[int] = mapped_column(BigInteger)
+    # The recipient's chat: a staff member's Telegram id or the alert group, never a
+    # patient; NULL when there was nobody to tell.
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Who the recipient is to the patient (``alerts.Route``): their own coordinator, another
+    # coordinator of the team, or the alert chat. When the patient's own coordinator cannot
+    # be reached, the team is told instead.
+    route: Mapped[str] = mapped_column(String(16), default="team", server_default="team")
     # What the alert is about: a reminder's kind and local date, a course's date.
     reminder_kind: Mapped[str | None] = mapped_column(String(32))
     day: Mapped[date | None] = mapped_column(Date)
@@ -307,6 +315,45 @@ class StaffUser(Base):
     role: Mapped[str] = mapped_column(String(16))
     granted_at: Mapped[datetime]
     granted_by: Mapped[str] = mapped_column(String(64))
+    # The language their alerts are written in: their Telegram language when shipped,
+    # learnt from their commands; NULL until then (the bot's default).
+    locale: Mapped[str | None] = mapped_column(String(16))
+
+
+class Team(Base):
+    """A care team: its coordinators and staff see and act on its patients only."""
+
+    __tablename__ = "team"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class TeamMember(Base):
+    """A coordinator or staff member in a team (admins are in every team without a row)."""
+
+    __tablename__ = "team_member"
+
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("team.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.telegram_user_id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+
+
+class ErasedCount(Base):
+    """What is left of erased patients: how many of their reminders, of each kind, ended
+    in each status. Summed over every erasure, so no row points to one patient."""
+
+    __tablename__ = "erased_count"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reminders: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

@@ -29,6 +29,7 @@ Each function takes the caller's session and changes nothing outside its transac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -41,6 +42,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -53,7 +55,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from scheduler import alerts as raised
-from scheduler.alerts import Alert
+from scheduler import teams
+from scheduler.alerts import Alert, Route
 from scheduler.models import (
     Acknowledgement,
     AlertEvent,
@@ -61,6 +64,7 @@ from scheduler.models import (
     DeliveryEvent,
     Patient,
     Reminder,
+    StaffUser,
     UTCDateTime,
 )
 from scheduler.planner import PlanItem
@@ -82,6 +86,7 @@ ACKNOWLEDGED, FAILED, CANCELLED, EXPIRED, SKIPPED = (
     ReminderStatus.EXPIRED,
     ReminderStatus.SKIPPED,
 )
+log = logging.getLogger(__name__)
 _EVENTS = cast(Table, DeliveryEvent.__table__)
 _REMINDERS = cast(Table, Reminder.__table__)
 _CHUNK = 2000
@@ -339,6 +344,27 @@ async def _drop_resends(
         values={"ready_at": None, "pending": None, "claimed_by": None},
         detail=f"not sent again: {reason}",
     )
+
+
+async def erase(session: AsyncSession, *, patient_id: int) -> dict[tuple[str, str], int]:
+    """Delete the patient's reminders and alerts with their history and answers (their
+    erasure, ``patient_data.erase``); returns how many reminders of each (kind, status)
+    there were."""
+    counts = (
+        await session.execute(
+            select(Reminder.kind, Reminder.status, func.count())
+            .where(Reminder.patient_id == patient_id)
+            .group_by(Reminder.kind, Reminder.status)
+        )
+    ).all()
+    reminders = select(Reminder.id).where(Reminder.patient_id == patient_id)
+    alerts = select(CoordinatorAlert.id).where(CoordinatorAlert.patient_id == patient_id)
+    await session.execute(delete(DeliveryEvent).where(DeliveryEvent.reminder_id.in_(reminders)))
+    await session.execute(delete(Acknowledgement).where(Acknowledgement.reminder_id.in_(reminders)))
+    await session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(alerts)))
+    await session.execute(delete(Reminder).where(Reminder.patient_id == patient_id))
+    await session.execute(delete(CoordinatorAlert).where(CoordinatorAlert.patient_id == patient_id))
+    return {(kind, status): int(n) for kind, status, n in counts}
 
 
 async def queue(session: AsyncSession, *, patient_id: int) -> None:
@@ -849,7 +875,7 @@ async def acknowledge(
             alert_chat_id=alert_chat_id,
             now=now,
         )
-        return Acknowledged(Answer.RECORDED, patient, reminder, snoozes, alerted)
+        return Acknowledged(Answer.RECORDED, patient, reminder, snoozes, len(alerted))
 
     # Snooze: only from the message the patient is looking at, and at most three times.
     waiting = [r for r in tests if r.status == SENT and r.pending is None]
@@ -915,38 +941,113 @@ async def follow_up(
 # --- coordinator alerts ----------------------------------------------------------------------
 
 
+NO_RECIPIENT = "nobody to tell: the team has no coordinator and no alert chat is set"
+
+
 async def queue_alert(
     session: AsyncSession, alert: Alert, *, alert_chat_id: int | None, now: datetime
-) -> int:
-    """Queue ``alert`` for each of its recipients (``alerts.recipients``); returns how many."""
-    chats = raised.recipients(alert, alert_chat_id=alert_chat_id)
+) -> list[int]:
+    """Queue ``alert`` for each of its recipients (``alerts.recipients``); returns the ids of
+    the queued rows. With nobody to tell, a failed row without a chat records it."""
+    own = await teams.own_coordinator(
+        session, team_id=alert.team_id, coordinator_id=alert.coordinator_id
+    )
+    team = [] if own is not None else await teams.coordinators(session, team_id=alert.team_id)
+    chats = raised.recipients(own=own, team=team, alert_chat_id=alert_chat_id)
+    return await _queue_alert_rows(session, alert, chats, now=now)
+
+
+async def _queue_alert_rows(
+    session: AsyncSession, alert: Alert, chats: Sequence[tuple[int, Route]], *, now: datetime
+) -> list[int]:
+    base = {
+        "kind": alert.kind.value,
+        "patient_id": alert.patient_id,
+        "reminder_kind": alert.reminder_kind.value if alert.reminder_kind else None,
+        "day": alert.day,
+        "about": alert.about,
+        "attempts": 0,
+        "created_at": now,
+    }
     if not chats:
-        return 0
+        log.error("alert %s for patient %d: %s", alert.kind, alert.patient_id, NO_RECIPIENT)
+        nobody = await session.scalar(
+            insert(CoordinatorAlert)
+            .values(
+                **base,
+                chat_id=None,
+                route=Route.TEAM,
+                status=AlertStatus.FAILED,
+                detail=NO_RECIPIENT,
+            )
+            .returning(CoordinatorAlert.id)
+        )
+        assert nobody is not None
+        await _history(session, _ALERT_ROWS, [nobody], AlertStatus.FAILED, now, detail=NO_RECIPIENT)
+        return []
     ids = list(
         await session.scalars(
             insert(CoordinatorAlert)
             .values(
                 [
                     {
-                        "kind": alert.kind.value,
-                        "patient_id": alert.patient_id,
+                        **base,
                         "chat_id": chat_id,
-                        "reminder_kind": alert.reminder_kind.value if alert.reminder_kind else None,
-                        "day": alert.day,
-                        "about": alert.about,
+                        "route": route.value,
                         "status": AlertStatus.QUEUED,
                         "ready_at": now,
-                        "attempts": 0,
-                        "created_at": now,
                     }
-                    for chat_id in chats
+                    for chat_id, route in chats
                 ]
             )
             .returning(CoordinatorAlert.id)
         )
     )
     await _history(session, _ALERT_ROWS, ids, AlertStatus.QUEUED, now, detail=alert.kind.value)
-    return len(ids)
+    return ids
+
+
+async def _fall_back(
+    session: AsyncSession,
+    failed: Sequence[tuple[Alert, int]],
+    *,
+    alert_chat_id: int | None,
+    now: datetime,
+) -> None:
+    """The alerts to patients' own coordinators that could not be delivered (with the chat
+    that failed) go to the other coordinators of the team; with none and no alert chat
+    that got a copy, the alert is recorded as having found nobody."""
+    for alert, chat_id in failed:
+        team = await teams.coordinators(session, team_id=alert.team_id)
+        chats = raised.fallback(failed=chat_id, team=team)
+        if chats or alert_chat_id is None:
+            await _queue_alert_rows(session, alert, chats, now=now)
+
+
+async def alert_reached(
+    session: AsyncSession, *, patient_id: int, kind: raised.AlertKind, since: datetime
+) -> bool:
+    """Whether an alert of ``kind`` about the patient, raised at ``since`` or later, has
+    reached someone: what the patient may be told ("we have told your team")."""
+    sent = await session.scalar(
+        select(func.count())
+        .select_from(CoordinatorAlert)
+        .where(
+            CoordinatorAlert.patient_id == patient_id,
+            CoordinatorAlert.kind == kind.value,
+            CoordinatorAlert.created_at >= since,
+            CoordinatorAlert.status == AlertStatus.SENT,
+        )
+    )
+    return bool(sent)
+
+
+async def unrouted_alerts(session: AsyncSession) -> int:
+    """How many alerts found nobody to tell (``doctor`` and ``/healthz`` report them)."""
+    count = await session.scalar(
+        select(func.count()).select_from(CoordinatorAlert).where(CoordinatorAlert.chat_id.is_(None))
+    )
+    return int(count or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -955,6 +1056,9 @@ class ClaimedAlert:
     attempts: int
     chat_id: int
     alert: Alert
+    route: Route = Route.TEAM
+    # The recipient's language (``StaffUser.locale``); None: the bot's default.
+    locale: str | None = None
 
 
 def _alert_claims(claims: Iterable[ClaimedAlert]) -> ColumnElement[bool]:
@@ -975,13 +1079,15 @@ async def claim_alerts(
     lease: timedelta,
     max_attempts: int,
     postgres: bool,
+    alert_chat_id: int | None = None,
     patient_id: int | None = None,
 ) -> tuple[list[ClaimedAlert], list[tuple[str, int]]]:
     """Take up to ``limit`` due alerts (only ``patient_id``'s if given); returns them, and
     (kind, patient id) of those given up because no attempt of theirs ever came back."""
     due = (
-        select(CoordinatorAlert, Patient.label, Patient.coordinator_id)
+        select(CoordinatorAlert, Patient, StaffUser.locale)
         .join(Patient, Patient.id == CoordinatorAlert.patient_id)
+        .outerjoin(StaffUser, StaffUser.telegram_user_id == CoordinatorAlert.chat_id)
         .where(CoordinatorAlert.ready_at <= now)
         .order_by(CoordinatorAlert.ready_at, CoordinatorAlert.id)
         .limit(limit)
@@ -990,24 +1096,33 @@ async def claim_alerts(
         due = due.where(CoordinatorAlert.patient_id == patient_id)
     if postgres:
         due = due.with_for_update(skip_locked=True, of=CoordinatorAlert)
-    rows = (await session.execute(due)).all()
-    exhausted = [row for row, _, _ in rows if row.attempts >= max_attempts]
+    rows = [(row, patient, locale) for row, patient, locale in (await session.execute(due)).all()]
+    exhausted = [(row, patient) for row, patient, _ in rows if row.attempts >= max_attempts]
     await _move_alerts(
         session,
-        CoordinatorAlert.id.in_([row.id for row in exhausted]),
+        CoordinatorAlert.id.in_([row.id for row, _ in exhausted]),
         AlertStatus.FAILED,
         now,
         values={"ready_at": None, "claimed_by": None},
         detail="gave up: no outcome was recorded for the last attempts",
     )
-    taken = [(row, label, coordinator) for row, label, coordinator in rows if row not in exhausted]
+    await _fall_back(
+        session,
+        [(raised.alert_of(row, patient), row.chat_id) for row, patient in exhausted
+         if row.route == Route.OWN and row.chat_id is not None],
+        alert_chat_id=alert_chat_id,
+        now=now,
+    )  # fmt: skip
+    given_up = {row.id for row, _ in exhausted}
+    taken = [(row, patient, locale) for row, patient, locale in rows if row.id not in given_up]
     # What the claims are, taken before the update changes the loaded rows.
-    claimed = [
-        ClaimedAlert(
-            row.id, row.attempts + 1, row.chat_id, raised.alert_of(row, label, coordinator)
+    claimed = []
+    for row, patient, locale in taken:
+        assert row.chat_id is not None  # only alerts with a recipient are ever queued
+        alert = raised.alert_of(row, patient)
+        claimed.append(
+            ClaimedAlert(row.id, row.attempts + 1, row.chat_id, alert, Route(row.route), locale)
         )
-        for row, label, coordinator in taken
-    ]
     await _history(
         session,
         _ALERT_ROWS,
@@ -1027,7 +1142,7 @@ async def claim_alerts(
                 claimed_by=process_id,
             )
         )
-    return claimed, [(row.kind, row.patient_id) for row in exhausted]
+    return claimed, [(row.kind, row.patient_id) for row, _ in exhausted]
 
 
 async def renew_alert(
@@ -1092,8 +1207,11 @@ async def fail_alert(
     now: datetime,
     detail: str | None,
     code: int | None,
+    alert_chat_id: int | None = None,
 ) -> bool:
-    return bool(
+    """The alert could not be delivered; one to the patient's own coordinator goes to the
+    rest of the team instead."""
+    failed = bool(
         await _move_alerts(
             session,
             _alert_claims([claim]),
@@ -1104,6 +1222,11 @@ async def fail_alert(
             code=code,
         )
     )
+    if failed and claim.route is Route.OWN:
+        await _fall_back(
+            session, [(claim.alert, claim.chat_id)], alert_chat_id=alert_chat_id, now=now
+        )
+    return failed
 
 
 async def release_alerts(

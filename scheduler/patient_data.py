@@ -1,4 +1,5 @@
-"""What one patient may see about themselves, and the chat link of a withdrawn enrolment.
+"""A patient's personal data: what they may see about themselves (``export``), its
+erasure (``erase``), and the chat link of a withdrawn enrolment.
 
 Functions take keyword-only arguments and work inside the caller's transaction, like
 ``scheduler.store``; lookups return ``None`` for "not found". Exports are plain data
@@ -9,24 +10,28 @@ UTC, local dates as ISO dates. Invite token hashes are never exported.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scheduler import outbox
 from scheduler.models import (
     Acknowledgement,
     AuditEvent,
     Consent,
     Course,
     DeliveryEvent,
+    ErasedCount,
     Invite,
     Patient,
     Reminder,
 )
 from scheduler.statuses import UNSENT, PatientStatus
-from scheduler.store import audit
+from scheduler.store import audit, lock_patient, withdraw
 
 JSON = dict[str, Any]
 
@@ -171,3 +176,82 @@ async def release_chat(
         now=now,
     )
     return patient
+
+
+# The Telegram id of an erased patient, wherever an audit row named it.
+ERASED_ACTOR = "user:erased"
+# The count of erasures in ``erased_count``, beside the reminder counts.
+ERASURES = ("patient", "erased")
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What the caller may still need once the data is gone: to answer the patient and to
+    tell the care team which label to remove from the clinic's own records."""
+
+    label: str
+    locale: str
+    team_id: int
+    coordinator_id: int | None
+
+
+async def erase(
+    session: AsyncSession, *, patient_id: int, actor: str, now: datetime
+) -> Erased | None:
+    """Withdraw and erase the patient: every row about them is deleted (preferences,
+    courses, consents, invites, reminders with their history and answers, alerts), and
+    their Telegram id is removed from the audit trail. What stays: how many reminders of
+    each kind ended in each status, summed over every erased patient (``ErasedCount``), and
+    the audit rows of who enrolled and who erased "patient:<number>", a number that now
+    points to nothing."""
+    patient = await lock_patient(session, patient_id=patient_id)
+    if patient is None:
+        return None
+    erased = Erased(patient.label, patient.locale, patient.team_id, patient.coordinator_id)
+    chat_id = patient.chat_id
+    await withdraw(session, patient_id=patient_id, actor=actor, now=now)
+    counts = await outbox.erase(session, patient_id=patient_id)
+    await _add_counts(session, [(*key, n) for key, n in counts.items()] + [(*ERASURES, 1)])
+    for table in (Consent, Invite, Course):
+        await session.execute(delete(table).where(table.patient_id == patient_id))
+    await session.execute(delete(Patient).where(Patient.id == patient_id))
+    session.expunge(patient)
+    if chat_id is not None:
+        telegram = f"user:{chat_id}"
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.actor == telegram).values(actor=ERASED_ACTOR)
+        )
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.target == telegram).values(target=ERASED_ACTOR)
+        )
+    if actor == f"user:{chat_id}":
+        actor = ERASED_ACTOR
+    audit(session, actor=actor, action="patient.erase", target=f"patient:{patient_id}", now=now)
+    return erased
+
+
+async def _add_counts(session: AsyncSession, counts: list[tuple[str, str, int]]) -> None:
+    """Add to the anonymous counts, one upsert per (kind, status): erasures in two
+    transactions at once both count."""
+    if not counts:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(ErasedCount).values(
+        [{"kind": kind, "status": status, "reminders": n} for kind, status, n in counts]
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ErasedCount.kind, ErasedCount.status],
+            set_={"reminders": ErasedCount.reminders + statement.excluded.reminders},
+        )
+    )
+
+
+async def erased_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """The anonymous counts left by erasures: (kind, status) -> reminders, and
+    ``ERASURES`` -> how many patients were erased."""
+    rows = await session.execute(
+        select(ErasedCount.kind, ErasedCount.status, ErasedCount.reminders)
+    )
+    return {(kind, status): n for kind, status, n in rows.all()}

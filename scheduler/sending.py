@@ -102,6 +102,6 @@ class Sender(Protocol):
         """Send one message: reminders, or the follow-up of ``Purpose.NUDGE``."""
         ...
 
-    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+    async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
         """Send one coordinator alert to one recipient."""
         ...

@@ -20,7 +20,7 @@ from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler import alerts, outbox, planner
+from scheduler import alerts, outbox, planner, teams
 from scheduler.errors import N_, ValidationError
 from scheduler.models import (
     Acknowledgement,
@@ -31,6 +31,7 @@ from scheduler.models import (
     Patient,
     Reminder,
     StaffUser,
+    Team,
 )
 from scheduler.planner import PlanItem, Profile, plan
 from scheduler.policies import skipped_when_planned
@@ -86,6 +87,9 @@ class Enrolment:
     coordinator_id: int | None = None
     # Whether the yearly reminder carries the cervical screening line; None: the CBP answer.
     cervix: bool | None = None
+    # The care team (``scheduler.teams``), by id or by name; neither: the clinic's only team.
+    team_id: int | None = None
+    team_name: str | None = None
 
     @property
     def has_cervix(self) -> bool:
@@ -147,8 +151,11 @@ async def enroll(
 
     Items already in the past are stored as skipped (see
     ``policies.skipped_when_planned``). Nothing is queued until the patient consents.
+    Every patient's team must have a coordinator (``teams.NoCoordinator``): an alert must
+    always reach someone.
     """
     labels = [enrolment.label for enrolment in enrolments]
+    team_ids = await _teams_of(session, enrolments)
     seen: set[str] = set()
     for label in labels:
         if label in seen:
@@ -175,10 +182,15 @@ async def enroll(
                     "prophylaxis_days": enrolment.profile.prophylaxis_days,
                     "status": PatientStatus.INVITED,
                     "coordinator_id": enrolment.coordinator_id,
+                    "team_id": team_id,
                     "plan_version": 1,
                     "created_at": now,
                 }
-                for enrolment in enrolments[start : start + _CHUNK]
+                for enrolment, team_id in zip(
+                    enrolments[start : start + _CHUNK],
+                    team_ids[start : start + _CHUNK],
+                    strict=True,
+                )
             ],
         )
     ids: dict[str, int] = {}
@@ -222,6 +234,33 @@ async def enroll(
         await session.execute(insert(_INVITES), invites[start : start + _CHUNK])
         await session.execute(insert(_AUDIT), audits[start : start + _CHUNK])
     return enrolled
+
+
+async def _teams_of(session: AsyncSession, enrolments: Sequence[Enrolment]) -> list[int]:
+    """Each enrolment's team (the only team where none is named), checked to have a
+    coordinator."""
+    named = await teams.ids_by_name(
+        session, names=[e.team_name for e in enrolments if e.team_name and e.team_id is None]
+    )
+    only: int | None = None
+    if any(e.team_id is None and e.team_name is None for e in enrolments):
+        only = (await teams.enrolment_team(session, name=None)).id
+    ids: list[int | None] = []
+    for enrolment in enrolments:
+        if enrolment.team_id is not None:
+            ids.append(enrolment.team_id)
+        elif enrolment.team_name is not None:
+            if enrolment.team_name not in named:
+                raise teams.UnknownTeam(team=enrolment.team_name)
+            ids.append(named[enrolment.team_name].id)
+        else:
+            ids.append(only)
+    for team_id in set(ids):
+        team = await session.get(Team, team_id)
+        if team is None:
+            raise teams.UnknownTeam(team=str(team_id))
+        await teams.check_reachable(session, team=team)
+    return [team_id for team_id in ids if team_id is not None]
 
 
 async def replan(
@@ -282,11 +321,23 @@ async def lock_patient(session: AsyncSession, *, patient_id: int) -> Patient | N
     return patient
 
 
-async def patient_by_label(session: AsyncSession, *, label: str) -> Patient | None:
-    """The patient with ``label``, courses loaded."""
-    return await session.scalar(
+async def patient_by_label(
+    session: AsyncSession, *, label: str, scope: teams.Scope = teams.EVERY_TEAM
+) -> Patient | None:
+    """The patient with ``label``, courses loaded; None also when their team is not in
+    ``scope`` (someone of another team learns nothing, not even that the label exists)."""
+    patient = await session.scalar(
         select(Patient).where(Patient.label == label).options(selectinload(Patient.courses))
     )
+    return patient if patient is not None and scope.allows(patient.team_id) else None
+
+
+async def patient_by_id(
+    session: AsyncSession, *, patient_id: int, scope: teams.Scope = teams.EVERY_TEAM
+) -> Patient | None:
+    """The patient with this id if their team is in ``scope`` (courses not loaded)."""
+    patient = await session.get(Patient, patient_id)
+    return patient if patient is not None and scope.allows(patient.team_id) else None
 
 
 async def patient_by_chat(session: AsyncSession, *, chat_id: int) -> Patient | None:
@@ -579,27 +630,6 @@ async def withdraw(
     return patient
 
 
-async def forget(
-    session: AsyncSession, *, patient_id: int, actor: str, now: datetime
-) -> Patient | None:
-    """Withdraw and erase: label, chat id, course dates and invites are deleted.
-
-    The anonymous delivery history stays, so staff can still account for every reminder.
-    """
-    patient = await withdraw(session, patient_id=patient_id, actor=actor, now=now)
-    if patient is None:
-        return None
-    patient.label = None
-    patient.chat_id = None
-    patient.forgotten_at = now
-    patient.courses.clear()
-    await session.execute(delete(Invite).where(Invite.patient_id == patient_id))
-    audit(
-        session, actor=actor, action="patient.forget", target=_patient_target(patient_id), now=now
-    )
-    return patient
-
-
 # --- staff roles -------------------------------------------------------------------------
 
 
@@ -611,7 +641,9 @@ async def role_of(session: AsyncSession, *, user_id: int) -> Role | None:
 async def grant(
     session: AsyncSession, *, user_id: int, role: Role, actor: str, now: datetime
 ) -> None:
-    """Give a Telegram user a staff role (replacing any role they had)."""
+    """Give a Telegram user a staff role (replacing any role they had). A new coordinator
+    or staff member of a clinic with one team joins it; with several, an admin assigns
+    them (``teams.assign``)."""
     user = await session.get(StaffUser, user_id)
     if user is None:
         session.add(
@@ -619,6 +651,9 @@ async def grant(
         )
     else:
         user.role, user.granted_at, user.granted_by = role, now, actor
+    await session.flush()
+    if role in (Role.COORDINATOR, Role.STAFF):
+        await teams.join_only_team(session, user_id=user_id)
     audit(
         session,
         actor=actor,
@@ -636,6 +671,18 @@ async def revoke(session: AsyncSession, *, user_id: int, actor: str, now: dateti
         return False
     audit(session, actor=actor, action="role.revoke", target=f"user:{user_id}", now=now)
     return True
+
+
+async def note_language(session: AsyncSession, *, user_id: int, locale: str) -> None:
+    """The language a staff member's alerts are written in (written only when it changed)."""
+    await session.execute(
+        update(StaffUser)
+        .where(
+            StaffUser.telegram_user_id == user_id,
+            or_(StaffUser.locale.is_(None), StaffUser.locale != locale),
+        )
+        .values(locale=locale)
+    )
 
 
 async def bootstrap_admins(
@@ -661,9 +708,14 @@ class PatientSummary:
 
 
 async def list_patients(
-    session: AsyncSession, *, limit: int | None = None, offset: int = 0
+    session: AsyncSession,
+    *,
+    scope: teams.Scope = teams.EVERY_TEAM,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[PatientSummary]:
-    """Patients by label, with their next unsent reminder and their latest acknowledgement."""
+    """The patients of the teams in ``scope`` by label, with their next unsent reminder and
+    their latest acknowledgement."""
     next_due = (
         select(func.min(Reminder.due_at))
         .where(Reminder.patient_id == Patient.id, Reminder.status.in_(UNSENT))
@@ -679,11 +731,13 @@ async def list_patients(
     )
     query = (
         select(Patient.id, Patient.label, Patient.status, Patient.timezone, next_due, last_ack)
-        .where(Patient.label.is_not(None))
         .order_by(Patient.label)
         .offset(offset)
         .limit(limit)
     )
+    condition = scope.condition(Patient.team_id)
+    if condition is not None:
+        query = query.where(condition)
     return [
         PatientSummary(pid, str(label), status, zone, due, ack)
         for pid, label, status, zone, due, ack in (await session.execute(query)).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,70 @@ def sessions(db: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with sessions() as session:
         yield session
+
+
+COORDINATOR_ID = 900
+NOW_FOR_SETUP = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def team_with_coordinator(
+    sessions: async_sessionmaker[AsyncSession], user_id: int = COORDINATOR_ID
+) -> int:
+    """Make ``user_id`` a coordinator of the default team (every patient's team must have
+    one); returns the team's id."""
+    from scheduler import store, teams
+    from scheduler.statuses import Role
+
+    async with sessions.begin() as session:
+        if await store.role_of(session, user_id=user_id) is None:
+            await store.grant(
+                session, user_id=user_id, role=Role.COORDINATOR, actor="test", now=NOW_FOR_SETUP
+            )
+        try:
+            team = await teams.by_name(session, name=teams.DEFAULT_TEAM)
+        except teams.UnknownTeam:  # tables made from the models, not by the migrations
+            team = await teams.create(
+                session, name=teams.DEFAULT_TEAM, actor="test", now=NOW_FOR_SETUP
+            )
+            await teams.join_only_team(session, user_id=user_id)
+        return team.id
+
+
+async def dump(engine: AsyncEngine) -> str:
+    """Every row of every table, as text: what a copy of the database would reveal."""
+    from sqlalchemy import inspect as inspect_schema
+
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: inspect_schema(sync).get_table_names())
+        lines = []
+        for name in sorted(names):
+            for row in await connection.execute(text(f'SELECT * FROM "{name}"')):
+                lines.append(f"{name}: {tuple(row)!r}")
+    return "\n".join(lines)
+
+
+def sqlite_with_coordinator(path: Path, user_id: int = COORDINATOR_ID) -> None:
+    """A migrated SQLite file whose default team has a coordinator, as the command line
+    finds a clinic's database (no audit event, so tests can count the ones they cause)."""
+    import asyncio
+
+    async def prepare() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await migrate(engine)
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO staff_user (telegram_user_id, role, granted_at, granted_by) "
+                        "VALUES (:user, 'coordinator', :now, 'test')"
+                    ),
+                    {"user": user_id, "now": NOW_FOR_SETUP},
+                )
+                await connection.execute(
+                    text("INSERT INTO team_member (team_id, user_id) VALUES (1, :user)"),
+                    {"user": user_id},
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())

@@ -123,6 +123,8 @@ def test_every_message_renders_in_every_locale(locale: str) -> None:
         assert consent != messages.consent_text(translator("en"))
     for text in (
         messages.symptoms_text(tr),
+        messages.symptoms_reported_text(tr, told=True),
+        messages.symptoms_reported_text(tr, told=False),
         messages.snoozed_text(tr),
         messages.acknowledged_text(tr),
         messages.already_recorded_text(tr),

@@ -27,6 +27,7 @@ COMMANDS = {
     "doctor": "bot.cli.operations:doctor_command",
     "enroll": "bot.cli.patients:enroll_command",
     "export": "bot.cli.operations:export_command",
+    "forget": "bot.cli.patients:forget_command",
     "grant": "bot.cli.roles:grant_command",
     "import": "bot.cli.patients:import_command",
     "invite": "bot.cli.patients:invite_command",
@@ -38,6 +39,7 @@ COMMANDS = {
     "resume": "bot.cli.patients:resume_command",
     "revoke": "bot.cli.roles:revoke_command",
     "run": "bot.cli.operations:run_command",
+    "team": "bot.cli.teams:team_group",
 }
 
 EPILOG = _(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from telegram import Bot
 
     from bot.settings import Settings
+    from scheduler import teams
 
 UNREACHABLE = 1
 USAGE_ERROR = 2
@@ -246,3 +247,21 @@ def write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
 def label_argument(function: F) -> F:
     """The LABEL argument of the commands that act on one patient."""
     return click.argument("label", metavar="LABEL")(function)
+
+
+def team_option(help_text: str) -> Callable[[F], F]:
+    """``--team NAME``: a care team by name."""
+    return click.option("--team", metavar="NAME", help=help_text)
+
+
+async def team_scope(session: AsyncSession, name: str | None) -> teams.Scope:
+    """Every team, or only the one named (a usage error if there is none)."""
+    from scheduler import teams
+
+    if name is None:
+        return teams.EVERY_TEAM
+    try:
+        found = await teams.by_name(session, name=name)
+    except teams.UnknownTeam as error:
+        raise click.UsageError(error.render(_)) from None
+    return teams.Scope(frozenset({found.id}))

@@ -70,6 +70,7 @@ def _day_start(text: str | None, *, option: str, next_day: bool = False) -> date
     default=None,
     help=_("At most this many reminders (default: 50 for a table, all for csv and json)."),
 )
+@common.team_option(_("Only this care team's patients. Default: every team."))
 def deliveries_command(
     label: str | None,
     status: str | None,
@@ -78,6 +79,7 @@ def deliveries_command(
     until: str | None,
     output: str,
     limit: int | None,
+    team: str | None,
 ) -> None:
     """The delivery log: every reminder, newest due first, with its status history."""
     from scheduler.db import reading
@@ -98,6 +100,7 @@ def deliveries_command(
         after: Position | None = None
         async with common.database(config) as sessions:
             async with reading(sessions) as session:
+                filters["scope"] = await common.team_scope(session, team)
                 total = await count_deliveries(session, **filters)
             while not wanted or len(entries) < wanted:
                 batch = min(BATCH, wanted - len(entries)) if wanted else BATCH
@@ -159,7 +162,7 @@ def csv_rows(entries: Sequence[DeliveryEntry]) -> list[list[object]]:
     for entry in entries:
         head = [
             entry.reminder_id,
-            entry.label or "",
+            entry.label,
             entry.kind,
             entry.occurrence,
             _local(entry.due_at, entry.timezone),
@@ -223,7 +226,7 @@ def _print_table(entries: Sequence[DeliveryEntry], total: int) -> None:
         )
         table.add_row(
             _local(entry.due_at, entry.timezone),
-            entry.label or _("(erased)"),
+            entry.label,
             _(KIND_TITLES[Kind(entry.kind)]),
             entry.status,
             history,

@@ -11,8 +11,11 @@ import click
 
 from bot.cli import common
 from bot.i18n import gettext as _
+from bot.i18n import ngettext
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from bot.settings import Settings
 
 
@@ -66,6 +69,7 @@ async def _database_checks(config: Settings) -> list[Check]:
         checks = [Check(_("database"), True, database_label(config.database_url))]
         if await is_migrated(engine):
             checks.append(Check(_("migrations"), True, _("at the current schema")))
+            checks += await _alert_checks(engine)
         else:
             checks.append(
                 Check(
@@ -82,6 +86,41 @@ async def _database_checks(config: Settings) -> list[Check]:
         return [Check(_("database"), False, common.database_problem(error, config.database_url))]
     finally:
         await engine.dispose()
+
+
+async def _alert_checks(engine: AsyncEngine) -> list[Check]:
+    """Every patient's team can be told of alerts, and no alert found nobody."""
+    from scheduler import outbox, teams
+    from scheduler.db import reading, session_factory
+
+    async with reading(session_factory(engine)) as session:
+        unrouted = await outbox.unrouted_alerts(session)
+        summaries = await teams.summaries(session)
+    orphaned = [team.name for team in summaries if team.patients and not team.coordinators]
+    return [
+        Check(
+            _("care teams"),
+            not orphaned,
+            _("teams without a coordinator: %(teams)s") % {"teams": ", ".join(orphaned)}
+            if orphaned
+            else ngettext("%(count)d team", "%(count)d teams", len(summaries))
+            % {"count": len(summaries)},
+            _("assign one: remindbot team assign TEAM USER_ID") if orphaned else "",
+        ),
+        Check(
+            _("alerts"),
+            not unrouted,
+            ngettext(
+                "%(count)d alert found nobody to tell",
+                "%(count)d alerts found nobody to tell",
+                unrouted,
+            )
+            % {"count": unrouted}
+            if unrouted
+            else _("every alert had a recipient"),
+            _("see remindbot team list; set REMINDBOT_ALERT_CHAT_ID") if unrouted else "",
+        ),
+    ]
 
 
 def _translation_check() -> Check:

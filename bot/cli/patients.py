@@ -21,7 +21,7 @@ from scheduler.statuses import PatientStatus
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from scheduler import store
+    from scheduler import store, teams
     from scheduler.models import Course, Patient
 
 
@@ -54,6 +54,7 @@ async def _patient(session: AsyncSession, label: str) -> Patient:
     type=click.IntRange(min=1),
     help=_("Telegram user id of the coordinator who receives this patient's alerts."),
 )
+@common.team_option(_("The patient's care team. Default: the clinic's only team."))
 @click.option(
     "--qr",
     "qr_path",
@@ -71,9 +72,10 @@ def enroll_command(
     prophylaxis_days: int,
     allow_early_course: bool,
     coordinator: int | None,
+    team: str | None,
     qr_path: Path | None,
 ) -> None:
-    """Enrol a patient and print their one-time invite link."""
+    """Enrol a patient into a care team and print their one-time invite link."""
     from scheduler import store
 
     enrolment = store.Enrolment(
@@ -82,6 +84,7 @@ def enroll_command(
         profile=build(courses, timezone, send_time, cbp, prophylaxis_days, allow_early_course),
         coordinator_id=coordinator,
         cervix=cervix,
+        team_name=team,
     )
     config = common.settings()
     path = common.new_file(
@@ -126,14 +129,20 @@ def enroll_command(
     type=click.Path(dir_okay=False, path_type=Path),
     help=_("CSV file for the invite links. Default: next to the input, ending -invites.csv"),
 )
-def import_command(csv_file: Path, skip_invalid: bool, output: Path | None) -> None:
+@common.team_option(
+    _("The care team of the rows without a team column. Default: the clinic's only team.")
+)
+def import_command(
+    csv_file: Path, skip_invalid: bool, output: Path | None, team: str | None
+) -> None:
     """Enrol patients from a CSV file; every row is checked before anything is stored."""
     from rich.console import Console
     from rich.progress import Progress
 
     from bot.i18n import available_locales
     from bot.importer import parse_file
-    from scheduler import store
+    from scheduler import store, teams
+    from scheduler.errors import ValidationError
 
     config = common.settings()
     output = common.new_file(
@@ -147,19 +156,22 @@ def import_command(csv_file: Path, skip_invalid: bool, output: Path | None) -> N
             data, locales=available_locales(), progress=lambda n: progress.advance(task, n)
         )
 
-    async def existing_labels() -> set[str]:
+    async def existing() -> tuple[set[str], dict[str, teams.TeamSummary]]:
         async with common.database(config) as sessions, sessions() as session:
-            return {summary.label for summary in await store.list_patients(session)}
+            labels = {summary.label for summary in await store.list_patients(session)}
+            return labels, {team.name: team for team in await teams.summaries(session)}
 
-    taken = common.run(existing_labels())
+    taken, known = common.run(existing())
     errors = [(e.line, e.label, e.error.render(_)) for e in parsed.errors]
-    errors += [
-        (line, enrolment.label, store.LabelTaken(label=enrolment.label).render(_))
-        for line, enrolment in parsed.enrolments
-        if enrolment.label in taken
-    ]
+    good: list[store.Enrolment] = []
+    for line, enrolment in parsed.enrolments:
+        try:
+            if enrolment.label in taken:
+                raise store.LabelTaken(label=enrolment.label)
+            good.append(_in_team(enrolment, enrolment.team_name or team, known))
+        except ValidationError as error:
+            errors.append((line, enrolment.label, error.render(_)))
     errors.sort()
-    good = [enrolment for _line, enrolment in parsed.enrolments if enrolment.label not in taken]
     for line, _label, message in errors:
         click.echo(_("line %(line)d: %(message)s") % {"line": line, "message": message}, err=True)
     if errors and not skip_invalid:
@@ -218,6 +230,27 @@ def import_command(csv_file: Path, skip_invalid: bool, output: Path | None) -> N
         )
 
 
+def _in_team(
+    enrolment: store.Enrolment, name: str | None, known: dict[str, teams.TeamSummary]
+) -> store.Enrolment:
+    """The enrolment with its team: the one named, or the only one; it must exist and have
+    a coordinator (every alert must reach someone)."""
+    import dataclasses
+
+    from scheduler import teams
+
+    if name is None:
+        if len(known) != 1:
+            raise teams.ChooseTeam(teams=", ".join(sorted(known)) or "-")
+        [name] = known
+    found = known.get(name)
+    if found is None:
+        raise teams.UnknownTeam(team=name)
+    if not found.coordinators:
+        raise teams.NoCoordinator(team=name)
+    return dataclasses.replace(enrolment, team_id=found.id, team_name=None)
+
+
 def _csv(rows: Sequence[Sequence[object]]) -> str:
     """CSV text; a cell that starts like a formula is quoted so that no spreadsheet runs it."""
     from bot.spreadsheet import safe_cell
@@ -237,7 +270,8 @@ def _csv(rows: Sequence[Sequence[object]]) -> str:
     default="table",
     show_default=True,
 )
-def patients_command(output: str) -> None:
+@common.team_option(_("Only this care team's patients. Default: every team."))
+def patients_command(output: str, team: str | None) -> None:
     """List patients with their status, next reminder and latest acknowledgement."""
     from scheduler import store
 
@@ -245,7 +279,7 @@ def patients_command(output: str) -> None:
 
     async def fetch() -> list[store.PatientSummary]:
         async with common.database(config) as sessions, sessions() as session:
-            return await store.list_patients(session)
+            return await store.list_patients(session, scope=await common.team_scope(session, team))
 
     summaries = common.run(fetch())
     rows = [
@@ -512,3 +546,28 @@ def course_list_command(label: str) -> None:
         click.echo(_course_line(course))
     end = store.profile_of(patient).monitoring_end
     click.echo(_("monitoring until %(end)s") % {"end": end.isoformat()})
+
+
+@click.command("forget")
+@common.label_argument
+@click.option("--yes", is_flag=True, help=_("Do not ask for confirmation (for scripts)."))
+def forget_command(label: str, yes: bool) -> None:
+    """Erase a patient: everything stored about them is deleted; only anonymous counts of
+    their reminders remain. This cannot be undone."""
+    from scheduler import patient_data
+
+    config = common.settings()
+    if not yes and not click.confirm(
+        _("Erase everything stored about %(label)s? This cannot be undone.") % {"label": label}
+    ):
+        raise click.UsageError(_("Nothing was erased."))
+
+    async def forget() -> None:
+        async with common.database(config) as sessions, sessions.begin() as session:
+            found = await _patient(session, label)
+            await patient_data.erase(
+                session, patient_id=found.id, actor=common.CLI_ACTOR, now=common.now()
+            )
+
+    common.run(forget())
+    click.echo(_("Erased %(label)s: nothing about them is stored any more.") % {"label": label})

@@ -5,15 +5,24 @@ from __future__ import annotations
 import logging
 
 from telegram import Update, User
+from telegram.error import TelegramError
 from telegram.ext import BaseHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import Translator, negotiate, translator
+from bot.sender import alert_text
+from scheduler import alerts, teams
+from scheduler.alerts import Alert, AlertKind, Route
+from scheduler.db import reading
+from scheduler.patient_data import Erased
 
 log = logging.getLogger(__name__)
 
 # Commands work in private chats only; alerts may go to a group, commands never do.
 PRIVATE = filters.ChatType.PRIVATE
+
+# A command followed by an argument ("/forget MS-001"), to tell it from the bare command.
+WITH_ARGUMENT = filters.Regex(r"^/\w+(@\w+)?\s+\S")
 
 Handlers = list[BaseHandler[Update, BotContext, object]]
 
@@ -39,3 +48,43 @@ async def send_alerts_now(context: BotContext, patient_id: int) -> None:
         await context.dispatcher.send_alerts(patient_id=patient_id)
     except Exception as error:  # the queued alerts are safe; the user's answer went out
         log.warning("alerts left to the next dispatcher tick: %s", type(error).__name__)
+
+
+async def tell_team_of_erasure(context: BotContext, erased: Erased) -> bool:
+    """Tell the care team that a patient had their data erased, naming the label they
+    chose, so they can update the clinic's own records; returns whether anyone was told.
+
+    Sent at once, to the recipients a queued alert would have (``alerts.recipients``, the
+    team when the own coordinator cannot be reached): the label is no longer in the
+    database, so it cannot wait in the queue. A failure is logged and does not undo it.
+    """
+    alert = Alert(AlertKind.ERASED, 0, erased.label, erased.coordinator_id, erased.team_id)
+    async with reading(context.sessions) as session:
+        own = await teams.own_coordinator(
+            session, team_id=erased.team_id, coordinator_id=erased.coordinator_id
+        )
+        team = await teams.coordinators(session, team_id=erased.team_id)
+        languages = await teams.locales(session, user_ids=team + ([own] if own else []))
+    chats = alerts.recipients(
+        own=own, team=[] if own else team, alert_chat_id=context.dispatcher.alert_chat_id
+    )
+    told = False
+    for chat_id, route in chats:
+        sent = await _tell(context, chat_id, alert, languages.get(chat_id))
+        told = told or sent
+        if not sent and route is Route.OWN:
+            for other, _ in alerts.fallback(failed=chat_id, team=team):
+                told = await _tell(context, other, alert, languages.get(other)) or told
+    if not told:
+        log.error("erasure alert: nobody could be told")
+    return told
+
+
+async def _tell(context: BotContext, chat_id: int, alert: Alert, locale: str | None) -> bool:
+    tr = translator(locale or context.settings.default_locale)
+    try:
+        await context.bot.send_message(chat_id=chat_id, text=alert_text(alert, tr))
+    except TelegramError as error:
+        log.warning("could not send the erasure alert: %s", type(error).__name__)
+        return False
+    return True

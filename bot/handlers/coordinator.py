@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_percent
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
     CallbackQueryHandler,
@@ -34,12 +35,12 @@ from telegram.warnings import PTBUserWarning
 from bot import messages
 from bot.auth import requires
 from bot.context import BotContext
-from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
+from bot.handlers.common import PRIVATE, WITH_ARGUMENT, Handlers, reply, user_translator
 from bot.handlers.patient import agenda
 from bot.i18n import Translator, available_locales
 from bot.invites import invite_link, qr_png
 from bot.texts import KIND_TITLES
-from scheduler import coordination, store
+from scheduler import coordination, patient_data, store, teams
 from scheduler.coordination import Adherence
 from scheduler.errors import N_, CourseTooEarly, TooManyCourses, ValidationError
 from scheduler.models import Course, Patient
@@ -76,6 +77,8 @@ UPCOMING = 5
 ENROL = "enrol"
 COURSE_CONFIRM = "course:early:confirm"
 COURSE_CANCEL = "course:early:cancel"
+ERASE = "erase:"  # + the patient id
+ERASE_CANCEL = "erase:cancel"
 PATIENTS_PAGE = "patients:page:"
 PREVIOUS, NEXT = "◀", "▶"
 
@@ -185,6 +188,9 @@ class Draft:
     too_early: CourseTooEarly | None = None
     # Set once the summary was shown: an answer then goes back to the summary.
     editing: bool = False
+    # The care team the patient joins, chosen when /enroll starts.
+    team_id: int | None = None
+    team_name: str = ""
 
     def courses(self) -> list[CourseSpec]:
         specs: list[CourseSpec] = []
@@ -278,6 +284,20 @@ async def _drop_keyboard(query: CallbackQuery) -> None:
 async def _send(update: Update, text: str, markup: InlineKeyboardMarkup | None) -> Message | None:
     chat = update.effective_chat
     return await chat.send_message(text, reply_markup=markup) if chat else None
+
+
+async def _scope(session: AsyncSession, update: Update) -> teams.Scope:
+    """The teams whose patients the user may see and act on (``teams.scope_of``)."""
+    user = update.effective_user
+    if user is None:
+        return teams.Scope(frozenset())
+    return await teams.scope_of(session, user_id=user.id)
+
+
+async def _patient(session: AsyncSession, update: Update, label: str) -> Patient | None:
+    """The patient with ``label`` if they are in one of the user's teams: a patient of
+    another team gets the same answer as a label that does not exist."""
+    return await store.patient_by_label(session, label=label, scope=await _scope(session, update))
 
 
 def _label_argument(context: BotContext) -> str | None:
@@ -437,6 +457,7 @@ def _summary(draft: Draft, tr: Translator) -> str:
     lines = [
         tr.gettext("Please check the enrolment:"),
         tr.gettext("Label: %(label)s") % {"label": draft.label},
+        tr.gettext("Team: %(team)s") % {"team": draft.team_name},
         tr.gettext("Language: %(language)s")
         % {"language": f"{_language_name(draft.locale)} ({draft.locale})"},
         tr.gettext("Time zone: %(timezone)s") % {"timezone": draft.timezone},
@@ -605,9 +626,31 @@ async def _set_edit(draft: Draft, value: str, tr: Translator, context: BotContex
 
 @requires(Role.COORDINATOR)
 async def enroll(update: Update, context: BotContext) -> int:
-    """``/enroll``: start enrolling a patient (starts over if one was under way)."""
+    """``/enroll [TEAM]``: start enrolling a patient (starts over if one was under way) into
+    the coordinator's team; one in several teams names it."""
     tr = _tr(update, context)
-    draft = Draft()
+    name = " ".join(context.args) if context.args else None
+    try:
+        async with context.sessions() as session:
+            team = await teams.enrolment_team(
+                session, name=name, scope=await _scope(session, update)
+            )
+    except teams.ChooseTeam as error:
+        await reply(
+            update,
+            "\n".join(
+                [
+                    error.render(tr.gettext),
+                    tr.gettext("Send /enroll TEAM, for example /enroll %(team)s.")
+                    % {"team": str(error.params["teams"]).split(", ")[0]},
+                ]
+            ),
+        )
+        return _end(context)
+    except ValidationError as error:
+        await reply(update, error.render(tr.gettext))
+        return _end(context)
+    draft = Draft(team_id=team.id, team_name=team.name)
     assert context.user_data is not None
     context.user_data[ENROL_KEY] = draft
     intro = tr.gettext("New enrolment. Nothing is saved until you confirm; send /cancel to stop.")
@@ -722,7 +765,12 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
     except ValidationError as error:
         return await _ask(update, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
     enrolment = store.Enrolment(
-        draft.label, draft.locale, profile, coordinator_id=user.id, cervix=draft.cervix
+        draft.label,
+        draft.locale,
+        profile,
+        coordinator_id=user.id,
+        cervix=draft.cervix,
+        team_id=draft.team_id,
     )
     try:
         async with context.sessions.begin() as session:
@@ -738,6 +786,9 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
         draft.label, draft.editing = None, True
         taken = store.LabelTaken(label=enrolment.label).render(tr.gettext)
         return await _ask(update, draft, Step.LABEL, tr, before=taken)
+    except teams.NoCoordinator as error:
+        # The team's last coordinator lost the role meanwhile: nobody would get alerts.
+        return await _ask(update, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
     _end(context)
     await _send_invite(
         update,
@@ -866,7 +917,7 @@ async def course(update: Update, context: BotContext) -> None:
         return
     label = args[0]
     async with context.sessions() as session:
-        patient = await store.patient_by_label(session, label=label)
+        patient = await _patient(session, update, label)
     if patient is None:
         await reply(update, _no_patient(tr))
         return
@@ -948,7 +999,7 @@ async def course_confirm(update: Update, context: BotContext) -> None:
         await reply(update, tr.gettext("Nothing was recorded."))
         return
     async with context.sessions() as session:
-        patient = await store.patient_by_label(session, label=pending.label)
+        patient = await _patient(session, update, pending.label)
     if (
         patient is None
         or patient.id != pending.patient_id
@@ -976,16 +1027,18 @@ async def course_confirm(update: Update, context: BotContext) -> None:
 
 
 async def _patients_page(
-    context: BotContext, tr: Translator, page: int
+    context: BotContext, update: Update, tr: Translator, page: int
 ) -> tuple[str, InlineKeyboardMarkup | None] | None:
-    """Page ``page`` (from 1) of the patient list, or None if there is no such page."""
+    """Page ``page`` (from 1) of the list of the user's teams' patients, or None if there
+    is no such page."""
     async with context.sessions() as session:
-        total = await coordination.count_patients(session)
+        scope = await _scope(session, update)
+        total = await coordination.count_patients(session, scope=scope)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         if not 1 <= page <= pages:
             return None
         summaries = await store.list_patients(
-            session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+            session, scope=scope, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
         )
         adherence = await coordination.adherence(
             session, patient_ids=[summary.id for summary in summaries]
@@ -1024,7 +1077,7 @@ async def _patients_page(
 async def patients(update: Update, context: BotContext) -> None:
     """``/patients``: every patient with status, next reminder and adherence, page by page."""
     tr = _tr(update, context)
-    page = await _patients_page(context, tr, 1)
+    page = await _patients_page(context, update, tr, 1)
     assert page is not None  # page 1 always exists
     await _send(update, *page)
 
@@ -1038,7 +1091,7 @@ async def patients_page(update: Update, context: BotContext) -> None:
     tr = _tr(update, context)
     number = (query.data or "").removeprefix(PATIENTS_PAGE)
     page = (
-        await _patients_page(context, tr, int(number))
+        await _patients_page(context, update, tr, int(number))
         if number.isascii() and number.isdigit() and len(number) <= 6
         else None
     )
@@ -1068,7 +1121,9 @@ async def patient(update: Update, context: BotContext) -> None:
         await reply(update, tr.gettext("Use /patient LABEL, for example /patient MS-001."))
         return
     async with context.sessions() as session:
-        detail = await coordination.patient_detail(session, label=label, upcoming=UPCOMING)
+        detail = await coordination.patient_detail(
+            session, label=label, upcoming=UPCOMING, scope=await _scope(session, update)
+        )
     if detail is None:
         await reply(update, _no_patient(tr))
         return
@@ -1171,7 +1226,7 @@ async def _change_status(
         await reply(update, tr.gettext(usage))
         return
     async with context.sessions.begin() as session:
-        found = await store.patient_by_label(session, label=label)
+        found = await _patient(session, update, label)
         if found is not None and found.status in allowed:
             await change(
                 session, patient_id=found.id, actor=f"user:{user.id}", now=context.clock.now()
@@ -1221,7 +1276,7 @@ async def invite(update: Update, context: BotContext) -> None:
         return
     now = context.clock.now()
     async with context.sessions.begin() as session:
-        found = await store.patient_by_label(session, label=label)
+        found = await _patient(session, update, label)
         token = None
         if found is not None and found.status == PatientStatus.INVITED:
             token = await store.issue_invite(
@@ -1268,7 +1323,7 @@ async def cervix(update: Update, context: BotContext) -> None:
         await reply(update, usage)
         return
     async with context.sessions.begin() as session:
-        found = await store.patient_by_label(session, label=label)
+        found = await _patient(session, update, label)
         if found is not None:
             await store.set_cervix(
                 session,
@@ -1288,9 +1343,81 @@ async def cervix(update: Update, context: BotContext) -> None:
     )
 
 
+@requires(Role.COORDINATOR)
+async def forget(update: Update, context: BotContext) -> None:
+    """``/forget LABEL``: ask, then erase a patient of the coordinator's teams."""
+    tr = _tr(update, context)
+    label = _label_argument(context)
+    if label is None:
+        await reply(update, tr.gettext("Use /forget LABEL, for example /forget MS-001."))
+        return
+    async with context.sessions() as session:
+        found = await _patient(session, update, label)
+    if found is None:
+        await reply(update, _no_patient(tr))
+        return
+    await _send(
+        update,
+        tr.gettext(
+            "Erase everything stored about %(label)s? Their reminders stop at once, their "
+            "label, chat, course dates and reminder history are deleted and this cannot be "
+            "undone. Only anonymous counts of their reminders remain."
+        )
+        % {"label": label},
+        _keyboard(
+            [
+                # TRANSLATORS: button: confirm erasing a patient's data.
+                (tr.gettext("Erase %(label)s") % {"label": label}, f"{ERASE}{found.id}"),
+                (tr.gettext("Cancel"), ERASE_CANCEL),
+            ]
+        ),
+    )
+
+
+@requires(Role.COORDINATOR)
+async def forget_confirm(update: Update, context: BotContext) -> None:
+    """The button under ``/forget LABEL``: the patient is looked up again in the presser's
+    teams (callback data is never trusted), then erased."""
+    query = update.callback_query
+    user = update.effective_user
+    if query is None or user is None:
+        return
+    tr = _tr(update, context)
+    await query.answer()
+    await _drop_keyboard(query)
+    data = query.data or ""
+    if data == ERASE_CANCEL or not data[len(ERASE) :].isdigit():
+        await reply(update, tr.gettext("Nothing was erased."))
+        return
+    async with context.sessions.begin() as session:
+        found = await store.patient_by_id(
+            session, patient_id=int(data[len(ERASE) :]), scope=await _scope(session, update)
+        )
+        erased = (
+            await patient_data.erase(
+                session, patient_id=found.id, actor=f"user:{user.id}", now=context.clock.now()
+            )
+            if found is not None
+            else None
+        )
+    if erased is None:
+        await reply(update, _no_patient(tr))
+        return
+    await reply(
+        update,
+        tr.gettext(
+            "%(label)s is erased: nothing about them is stored any more and no reminder "
+            "will be sent."
+        )
+        % {"label": erased.label},
+    )
+
+
 def handlers() -> Handlers:
     """The coordinator commands and buttons."""
     return [
+        CommandHandler("forget", forget, filters=PRIVATE & WITH_ARGUMENT),
+        CallbackQueryHandler(forget_confirm, pattern=f"^({ERASE}\\d+|{ERASE_CANCEL})$"),
         enroll_conversation(),
         CallbackQueryHandler(stale_button, pattern=f"^{ENROL}:"),
         CommandHandler("course", course, filters=PRIVATE),

@@ -19,7 +19,6 @@ from telegram import (
     ReplyKeyboardRemove,
     Update,
 )
-from telegram.error import TelegramError
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -32,13 +31,23 @@ from bot import messages
 from bot.auth import allows, role_of
 from bot.calendar import plan_calendar
 from bot.context import BotContext
-from bot.handlers.common import PRIVATE, Handlers, reply, send_alerts_now, user_translator
+from bot.handlers.common import (
+    PRIVATE,
+    WITH_ARGUMENT,
+    Handlers,
+    reply,
+    send_alerts_now,
+    tell_team_of_erasure,
+    user_translator,
+)
 from bot.i18n import Translator, available_locales, translator
 from bot.texts import KIND_TITLES
 from scheduler import patient_data, store
+from scheduler.alerts import AlertKind
 from scheduler.db import reading
 from scheduler.errors import ValidationError
 from scheduler.models import Patient, Reminder
+from scheduler.outbox import alert_reached
 from scheduler.planner import PlanItem
 from scheduler.protocol import EARLIEST_SEND_TIME, LATEST_SEND_TIME, Kind
 from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus, Role
@@ -713,7 +722,7 @@ def _mydata_summary(patient: Patient, data: dict[str, Any], tr: Translator) -> s
     waiting = sum(status in UNSENT for status in statuses)
     lines = [
         # TRANSLATORS: %(label)s is the pseudonym the clinic uses for the patient.
-        tr.gettext("Label from your clinic: %(label)s") % {"label": patient.label or "-"},
+        tr.gettext("Label from your clinic: %(label)s") % {"label": patient.label},
         tr.gettext("Language: %(language)s") % {"language": _language_name(patient.locale)},
         tr.gettext("Time zone: %(timezone)s") % {"timezone": patient.timezone},
         tr.gettext("Reminder time: %(time)s") % {"time": tr.time(patient.send_time)},
@@ -753,9 +762,10 @@ def _mydata_summary(patient: Patient, data: dict[str, Any], tr: Translator) -> s
 
 
 async def mydata_command(update: Update, context: BotContext) -> None:
-    """``/mydata``: a summary of what is stored, and all of it as a JSON file."""
+    """``/mydata``: a summary of what is stored, and all of it as a JSON file (also after
+    ``/stop``: the data is still there)."""
     async with reading(context.sessions) as session:
-        patient = await current_patient(session, update)
+        patient = await patient_of_chat(session, update)
         data = await patient_data.export(session, patient_id=patient.id) if patient else None
     if patient is None or data is None or update.effective_chat is None:
         await _refuse(update, context)
@@ -804,30 +814,6 @@ async def stop_command(update: Update, context: BotContext) -> None:
     )
 
 
-async def _tell_coordinator_of_erasure(
-    context: BotContext, coordinator_id: int | None, label: str
-) -> None:
-    """The erasure alert, in the bot's default language (the coordinator's is unknown).
-
-    Tried once: it names a label the database no longer holds, so it cannot be queued and
-    retried like the other alerts (scheduler.alerts). A failure is logged and does not undo
-    the erasure.
-    """
-    if coordinator_id is None:
-        return
-    tr = translator(context.settings.default_locale)
-    # TRANSLATORS: alert to the care coordinator; %(label)s is the patient's former
-    # pseudonym, now erased from the bot.
-    text = tr.gettext(
-        "Patient %(label)s withdrew consent and asked for their data to be erased. "
-        "The bot no longer stores their label, chat or course dates."
-    ) % {"label": label}
-    try:
-        await context.bot.send_message(chat_id=coordinator_id, text=text)
-    except TelegramError as error:
-        log.warning("could not alert the coordinator: %s", type(error).__name__)
-
-
 async def stop_confirmed(update: Update, context: BotContext) -> None:
     """ "Yes, stop": withdraw consent, cancel every pending reminder, alert the coordinator."""
     query = update.callback_query
@@ -837,10 +823,10 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
     if not _own_chat(update):
         return
     await _remove_buttons(update)
+    now = context.clock.now()
     async with context.sessions.begin() as session:
         patient = await current_patient(session, update)
         if patient is not None:
-            now = context.clock.now()
             await store.withdraw(
                 session,
                 patient_id=patient.id,
@@ -853,20 +839,30 @@ async def stop_confirmed(update: Update, context: BotContext) -> None:
         await _refuse(update, context)
         return
     tr = translator(patient.locale)
+    await send_alerts_now(context, patient.id)
+    async with reading(context.sessions) as session:
+        told = await alert_reached(
+            session, patient_id=patient.id, kind=AlertKind.WITHDRAWN, since=now
+        )
     await reply(
         update,
         tr.gettext(
             "Your reminders have stopped and your consent is withdrawn. We have told your "
             "care team. If you want reminders again, ask them for a new invite."
+        )
+        if told
+        # TRANSLATORS: after /stop, when the care team could not be told yet.
+        else tr.gettext(
+            "Your reminders have stopped and your consent is withdrawn. If you want "
+            "reminders again, ask your care team for a new invite."
         ),
     )
-    await send_alerts_now(context, patient.id)
 
 
 async def forget_command(update: Update, context: BotContext) -> None:
-    """``/forget``: ask before withdrawing and erasing."""
+    """``/forget``: ask before withdrawing and erasing (also after ``/stop``)."""
     async with reading(context.sessions) as session:
-        patient = await current_patient(session, update)
+        patient = await patient_of_chat(session, update)
     if patient is None:
         await _refuse(update, context)
         return
@@ -876,11 +872,13 @@ async def forget_command(update: Update, context: BotContext) -> None:
         "\n".join(
             [
                 tr.gettext("Erase your data?"),
+                # TRANSLATORS: anonymous counts: how many reminders were delivered, with
+                # nothing that points to the patient.
                 tr.gettext(
-                    "Your reminders stop and your consent is withdrawn. Your label, Telegram "
-                    "chat ID and treatment course dates are deleted; this cannot be undone. "
-                    "A record without them of which reminders were sent is kept, so the clinic "
-                    "can account for each one."
+                    "Your reminders stop and your consent is withdrawn. Everything stored "
+                    "about you is deleted: your label, Telegram chat ID, course dates, "
+                    "settings and the history of your reminders. This cannot be undone. "
+                    "Only anonymous counts of delivered reminders remain."
                 ),
             ]
         ),
@@ -903,29 +901,35 @@ async def forget_confirmed(update: Update, context: BotContext) -> None:
         return
     await _remove_buttons(update)
     async with context.sessions.begin() as session:
-        patient = await current_patient(session, update)
-        if patient is not None:
-            # What the answer and the alert need, taken before it is erased.
-            tr = translator(patient.locale)
-            label, coordinator_id = patient.label or "-", patient.coordinator_id
-            await store.forget(
+        patient = await patient_of_chat(session, update)
+        erased = (
+            await patient_data.erase(
                 session,
                 patient_id=patient.id,
-                actor=f"patient:{patient.id}",
+                actor=f"user:{patient.chat_id}",
                 now=context.clock.now(),
             )
-    if patient is None:
+            if patient is not None
+            else None
+        )
+    if erased is None:
         await _refuse(update, context)
         return
+    tr = translator(erased.locale)
+    told = await tell_team_of_erasure(context, erased)
     await reply(
         update,
         tr.gettext(
             "Your data has been erased and you will get no more reminders. We have told "
             "your care team. Thank you for using this service."
+        )
+        if told
+        # TRANSLATORS: after /forget, when the care team could not be told.
+        else tr.gettext(
+            "Your data has been erased and you will get no more reminders. Thank you for "
+            "using this service."
         ),
     )
-    # The coordinator chose the label and needs it to update the clinic's own records.
-    await _tell_coordinator_of_erasure(context, coordinator_id, label)
 
 
 async def confirmation_declined(update: Update, context: BotContext) -> None:
@@ -937,7 +941,7 @@ async def confirmation_declined(update: Update, context: BotContext) -> None:
     if not _own_chat(update):
         return
     async with reading(context.sessions) as session:
-        patient = await current_patient(session, update)
+        patient = await patient_of_chat(session, update)
     if patient is None:
         await _refuse(update, context)
         return
@@ -981,7 +985,8 @@ def handlers() -> Handlers:
         CommandHandler("mydata", mydata_command, filters=PRIVATE),
         CommandHandler("stop", stop_command, filters=PRIVATE),
         CallbackQueryHandler(stop_confirmed, pattern=f"^{STOP_CONFIRM}$"),
-        CommandHandler("forget", forget_command, filters=PRIVATE),
+        # "/forget LABEL" is the coordinators' (bot.handlers.coordinator).
+        CommandHandler("forget", forget_command, filters=PRIVATE & ~WITH_ARGUMENT),
         CallbackQueryHandler(forget_confirmed, pattern=f"^{FORGET_CONFIRM}$"),
         CallbackQueryHandler(confirmation_declined, pattern=f"^({STOP_KEEP}|{FORGET_KEEP})$"),
     ]

@@ -13,7 +13,9 @@ from bot.handlers.common import Handlers, reply, send_alerts_now, user_translato
 from bot.i18n import translator
 from bot.sender import CALLBACK_PREFIX
 from scheduler import store
-from scheduler.outbox import Action, Answer, acknowledge
+from scheduler.alerts import AlertKind
+from scheduler.db import reading
+from scheduler.outbox import Action, Answer, acknowledge, alert_reached
 
 _DATA = re.compile(rf"{CALLBACK_PREFIX}:(\d{{1,18}}):(\d):(done|ok|snooze|symptoms)", re.ASCII)
 
@@ -64,8 +66,14 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         await reply(update, messages.snooze_limit_text(tr))
         return
     if action is Action.SYMPTOMS:
+        # The urgent help first; "we have told your team" only once someone was told.
         await reply(update, messages.symptoms_text(tr))
         await send_alerts_now(context, answered.patient.id)
+        async with reading(context.sessions) as session:
+            told = await alert_reached(
+                session, patient_id=answered.patient.id, kind=AlertKind.SYMPTOMS, since=now
+            )
+        await reply(update, messages.symptoms_reported_text(tr, told=told))
         return
     if query.message is not None:
         await query.edit_message_reply_markup(reply_markup=None)

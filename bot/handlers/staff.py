@@ -17,8 +17,8 @@ from bot.auth import requires
 from bot.context import BotContext
 from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
 from bot.i18n import Translator
-from bot.texts import KIND_TITLES
-from scheduler import store
+from bot.texts import KIND_TITLES, team_line
+from scheduler import store, teams
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.errors import N_, ValidationError
 from scheduler.protocol import Kind
@@ -138,7 +138,7 @@ def _entry_text(entry: DeliveryEntry, tr: Translator) -> str:
     zone = ZoneInfo(entry.timezone)
     title = tr.gettext(KIND_TITLES[Kind(entry.kind)]) if entry.kind in _KINDS else entry.kind
     # TRANSLATORS: shown instead of the label of a patient whose data was erased.
-    label = entry.label or tr.gettext("(forgotten patient)")
+    label = entry.label
     if entry.attempts:
         # TRANSLATORS: %(status)s stays in English: staff type it to filter the log.
         status = tr.ngettext(
@@ -203,16 +203,22 @@ def _page_keyboard(page: int, pages: int) -> InlineKeyboardMarkup | None:
 
 
 async def _render_page(
-    context: BotContext, listing: Listing, page: int, tr: Translator
+    context: BotContext, update: Update, listing: Listing, page: int, tr: Translator
 ) -> tuple[str, InlineKeyboardMarkup | None]:
-    """The text and buttons of a page; a page beyond the end shows the last one."""
+    """The text and buttons of a page, of the user's teams' patients only (read again for
+    every page: a role or a team may have changed); a page beyond the end shows the last."""
     label, status, until = listing.label, listing.status, listing.until
+    user = update.effective_user
     async with context.sessions() as session:
-        total = await count_deliveries(session, label=label, status=status, until=until)
+        scope = await teams.scope_of(session, user_id=user.id) if user else teams.Scope(frozenset())
+        total = await count_deliveries(
+            session, scope=scope, label=label, status=status, until=until
+        )
         pages = -(-total // PAGE_SIZE)
         page = max(0, min(page, pages - 1))
         entries = await delivery_log(
             session,
+            scope=scope,
             label=label,
             status=status,
             until=until,
@@ -238,7 +244,7 @@ async def deliveries(update: Update, context: BotContext) -> None:
         await reply(update, error.render(tr.gettext))
         return
     listing = Listing(label=label, status=status, until=context.clock.now())
-    text, keyboard = await _render_page(context, listing, 0, tr)
+    text, keyboard = await _render_page(context, update, listing, 0, tr)
     message = await chat.send_message(text, reply_markup=keyboard)
     if keyboard is None:
         context.user_data.pop(LISTING_KEY, None)
@@ -266,7 +272,7 @@ async def deliveries_page(update: Update, context: BotContext) -> None:
     ):
         await query.answer(tr.gettext("This list has expired. Send /deliveries again."))
         return
-    text, keyboard = await _render_page(context, listing, int(found.group(1)), tr)
+    text, keyboard = await _render_page(context, update, listing, int(found.group(1)), tr)
     try:
         await query.edit_message_text(text, reply_markup=keyboard)
     except BadRequest as error:
@@ -354,6 +360,67 @@ async def revoke(update: Update, context: BotContext) -> None:
     await reply(update, text % {"user": user_id})
 
 
+class TeamUsage(ValidationError):
+    template = N_(
+        "Use /team to list the teams, /team add NAME, /team assign NAME USER_ID or "
+        "/team remove NAME USER_ID."
+    )
+
+
+def _team_lines(summaries: Sequence[teams.TeamSummary], tr: Translator) -> str:
+    if not summaries:
+        return tr.gettext("No teams yet. Send /team add NAME.")
+    lines = [tr.gettext("Teams:")]
+    lines += [team_line(team, tr.ngettext) for team in summaries]
+    return "\n".join(lines)
+
+
+@requires(Role.ADMIN)
+async def team(update: Update, context: BotContext) -> None:
+    """``/team``, ``/team add NAME``, ``/team assign|remove NAME USER_ID``: care teams."""
+    admin = update.effective_user
+    if admin is None:
+        return
+    tr = user_translator(admin, context)
+    args = context.args or []
+    actor, now = f"user:{admin.id}", context.clock.now()
+    try:
+        async with context.sessions.begin() as session:
+            match [arg.lower() if n == 0 else arg for n, arg in enumerate(args)]:
+                case []:
+                    text = _team_lines(await teams.summaries(session), tr)
+                case ["add", name]:
+                    created = await teams.create(session, name=name, actor=actor, now=now)
+                    text = tr.gettext("Team %(team)s added.") % {"team": created.name}
+                case ["assign" | "remove" as verb, name, user]:
+                    user_id = _user_id(user)
+                    found = await teams.by_name(session, name=name)
+                    values = {"user": user_id, "team": found.name}
+                    if verb == "assign":
+                        changed = await teams.assign(
+                            session, team=found, user_id=user_id, actor=actor, now=now
+                        )
+                        text = (
+                            tr.gettext("User %(user)d is now in team %(team)s.")
+                            if changed
+                            else tr.gettext("User %(user)d is already in team %(team)s.")
+                        ) % values
+                    else:
+                        changed = await teams.unassign(
+                            session, team=found, user_id=user_id, actor=actor, now=now
+                        )
+                        text = (
+                            tr.gettext("User %(user)d is no longer in team %(team)s.")
+                            if changed
+                            else tr.gettext("User %(user)d is not in team %(team)s.")
+                        ) % values
+                case _:
+                    raise TeamUsage()
+    except ValidationError as error:
+        text = error.render(tr.gettext)
+    await reply(update, text)
+
+
 def handlers() -> Handlers:
     """The staff commands and buttons."""
     return [
@@ -361,4 +428,5 @@ def handlers() -> Handlers:
         CallbackQueryHandler(deliveries_page, pattern=f"^{PAGE_PREFIX}"),
         CommandHandler("grant", grant, filters=PRIVATE),
         CommandHandler("revoke", revoke, filters=PRIVATE),
+        CommandHandler("team", team, filters=PRIVATE),
     ]

@@ -19,6 +19,7 @@ from scheduler.db import create_engine, session_factory
 from scheduler.dispatcher import TickReport
 from scheduler.statuses import Role
 from scheduler.validation import build_profile
+from tests.conftest import team_with_coordinator
 from tests.fake_bot_api import FakeBotApi, FakeUser, SentMessage
 
 TOKEN = "123456:TEST-token_abc"
@@ -26,6 +27,8 @@ TOKEN = "123456:TEST-token_abc"
 # TimedOut. A test of Telegram timeouts sets its own (parametrize "request_timeout").
 REQUEST_TIMEOUT = 10.0
 ADMIN = FakeUser(id=1001, first_name="Ada", language_code="en")
+# The default team's coordinator: patients enrolled without one of their own alert them.
+TEAM_COORDINATOR = FakeUser(id=1900, first_name="Tess", language_code="en")
 
 
 @dataclass
@@ -81,6 +84,8 @@ class Harness:
         profile, _ = build_profile(
             courses=courses or [(date(2026, 1, 5), None)], timezone=timezone, cbp=cbp
         )
+        # Only a coordinator enrols; without one of their own, the team's is told.
+        await team_with_coordinator(self.sessions, coordinator_id or TEAM_COORDINATOR.id)
         async with self.sessions.begin() as session:
             [enrolled] = await store.enroll(
                 session,

@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy import select
 from telegram.ext import BaseHandler, CommandHandler, ConversationHandler
 
-from scheduler import store
+from scheduler import store, teams
 from scheduler.models import Base
 from scheduler.statuses import Role
 from tests.bot.conftest import ADMIN, Harness
@@ -116,6 +116,11 @@ class Row:
     @property
     def name(self) -> str:
         return self.command.split()[0].removeprefix("/")
+
+    @property
+    def key(self) -> str:
+        """The row's id: the command, and whether it takes an argument ("forget LABEL")."""
+        return self.name + ("-label" if LABEL.search(self.command) else "")
 
 
 def row(
@@ -323,6 +328,22 @@ MATRIX = (
         allowed("Deliveries due so far, newest first: 1–1 of 1\nFilter: patient MS-001"),
     ),
     row(
+        "/forget MS-002",
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("Erase everything stored about MS-002?"),
+        allowed("Erase everything stored about MS-002?"),
+    ),
+    row(
+        "/team",
+        DENIED,
+        DENIED,
+        DENIED,
+        DENIED,
+        allowed("Teams:\ndefault: 2 patients; coordinators: 1900, 3001; staff: 2001"),
+    ),
+    row(
         f"/grant {OTHER_USER_ID} staff",
         DENIED,
         DENIED,
@@ -466,9 +487,9 @@ async def test_the_matrix_covers_every_command(harness: Harness) -> None:
     registered: set[str] = set()
     for group in harness.app.handlers.values():
         registered |= command_names(group)
-    names = [entry.name for entry in MATRIX]
-    assert len(names) == len(set(names)), "one row per command"
-    assert set(names) == registered
+    keys = [entry.key for entry in MATRIX]
+    assert len(keys) == len(set(keys)), "one row per command"
+    assert {entry.name for entry in MATRIX} == registered
     for entry in MATRIX:
         assert set(entry.expect) == set(Actor), entry.name
 
@@ -486,7 +507,7 @@ async def attempt_denied(
     return (answer.text, *denial_of(event, actor))
 
 
-@pytest.mark.parametrize("entry", MATRIX, ids=[entry.name for entry in MATRIX])
+@pytest.mark.parametrize("entry", MATRIX, ids=[entry.key for entry in MATRIX])
 async def test_authorization_matrix(world: Harness, entry: Row) -> None:
     if entry.prepare is not None:
         await entry.prepare(world)
@@ -554,3 +575,94 @@ async def test_forged_staff_buttons_give_nothing_away(world: Harness, data: str)
         assert refused.reply_markup is None
         [event] = new_audit_events(before, await snapshot(world))
         denial_of(event, actor)
+
+
+# --- another team's patients -------------------------------------------------------------------
+
+# A coordinator and a staff member of another team: MS-001 and MS-002 are not theirs.
+NORTH_COORDINATOR = FakeUser(id=3002, first_name="Nora", language_code="en")
+NORTH_STAFF = FakeUser(id=2002, first_name="Ned", language_code="en")
+NO_PATIENT = "No patient with that label."
+# Each command that names a patient, as someone of another team gets it: exactly what a
+# label that does not exist gets.
+OTHER_TEAM = {
+    "/course MS-001 2027-01-04": NO_PATIENT,
+    "/patient MS-001": NO_PATIENT,
+    "/pause MS-001": NO_PATIENT,
+    "/resume MS-001": NO_PATIENT,
+    "/invite MS-002": NO_PATIENT,
+    "/cervix MS-001 no": NO_PATIENT,
+    "/forget MS-002": NO_PATIENT,
+    "/deliveries MS-001": "No deliveries match.",
+    "/deliveries": "No deliveries match.",
+    "/patients": "No patients yet. Send /enroll to enrol one.",
+}
+
+
+@pytest.fixture
+async def two_teams(world: Harness) -> Harness:
+    async with world.sessions.begin() as session:
+        north = await teams.create(session, name="north", actor="test", now=world.clock.now())
+        for user, role in ((NORTH_COORDINATOR, Role.COORDINATOR), (NORTH_STAFF, Role.STAFF)):
+            await store.grant(
+                session, user_id=user.id, role=role, actor="test", now=world.clock.now()
+            )
+            await teams.assign(
+                session, team=north, user_id=user.id, actor="test", now=world.clock.now()
+            )
+    return world
+
+
+def test_every_command_with_a_label_is_tried_on_another_team() -> None:
+    with_label = {entry.command for entry in MATRIX if LABEL.search(entry.command)}
+    assert with_label - {"/deliveries MS-001"} <= set(OTHER_TEAM)
+
+
+@pytest.mark.parametrize("command", list(OTHER_TEAM))
+async def test_another_teams_patient_is_as_good_as_unknown(
+    two_teams: Harness, command: str
+) -> None:
+    world = two_teams
+    user = NORTH_STAFF if command.startswith("/deliveries") else NORTH_COORDINATOR
+    if command.startswith("/resume"):
+        await pause_ms001(world)
+    before = await snapshot(world)
+    world.api.add_user(user)
+    sent = len(world.api.messages(user.id))
+    await world.api.send_text(user, command)
+    [answer] = [await world.api.wait_for_message(user.id, count=sent + 1)]
+    assert answer.content == OTHER_TEAM[command], (command, answer.content)
+    assert answer.reply_markup is None
+    after = await snapshot(world)
+    assert {k: v for k, v in after.items() if k != "staff_user"} == {
+        k: v for k, v in before.items() if k != "staff_user"
+    }, command  # nothing changed (a staff member's language may be learnt)
+    if LABEL.search(command) and not command.startswith("/deliveries "):
+        unknown = LABEL.sub(UNKNOWN_LABEL, command)
+        await world.api.send_text(user, unknown)
+        other = await world.api.wait_for_message(user.id, count=sent + 2)
+        assert other.content == answer.content
+
+
+async def test_a_forged_erase_button_for_another_teams_patient_erases_nothing(
+    two_teams: Harness,
+) -> None:
+    world = two_teams
+    async with world.sessions() as session:
+        target = await store.patient_by_label(session, label="MS-002")
+    assert target is not None
+    world.api.add_user(NORTH_COORDINATOR)
+    [own] = await send_as(world, NORTH_COORDINATOR, "/forget MS-404")
+    press = await world.api.press_button(NORTH_COORDINATOR, own, f"erase:{target.id}", forge=True)
+    await world.api.wait_for_answer(press)
+    answer = await world.api.wait_for_message(NORTH_COORDINATOR.id, count=2)
+    assert answer.content == NO_PATIENT
+    async with world.sessions() as session:
+        assert await store.patient_by_label(session, label="MS-002") is not None
+
+
+async def send_as(world: Harness, user: FakeUser, text: str) -> list[SentMessage]:
+    sent = len(world.api.messages(user.id))
+    await world.api.send_text(user, text)
+    await world.api.wait_for_message(user.id, count=sent + 1)
+    return world.api.messages(user.id)[sent:]

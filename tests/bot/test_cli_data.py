@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from bot.cli import main
 from scheduler.db import create_engine
 from scheduler.models import AuditEvent, Course, Invite, Patient, Reminder, StaffUser
+from tests.conftest import sqlite_with_coordinator
 
 ENROLL = [
     "enroll",
@@ -31,6 +32,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'remindbot.db'}")
     monkeypatch.setenv("REMINDBOT_BOT_USERNAME", "clinic_bot")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    sqlite_with_coordinator(tmp_path / "remindbot.db")
     return tmp_path
 
 
@@ -239,14 +241,14 @@ def test_patients_course_add_and_roles(capsys: pytest.CaptureFixture[str], workd
     assert count(Course, workdir) == 2
 
     assert run(["grant", "42", "coordinator"], capsys)[0] == 0
-    assert count(StaffUser, workdir) == 1
+    assert count(StaffUser, workdir) == 2  # and the team's coordinator
     assert run(["revoke", "42"], capsys)[0] == 0
     code, _, err = run(["revoke", "42"], capsys)
     assert code == 2
     assert "has no staff role" in err
     code, _, err = run(["grant", "42", "owner"], capsys)
     assert code == 2
-    assert count(StaffUser, workdir) == 0
+    assert count(StaffUser, workdir) == 1
 
 
 def test_deliveries_log_formats_and_filters(
@@ -334,3 +336,91 @@ def test_enroll_sets_the_cervix_flag_as_the_cbp_answer_unless_told(
     assert code == 0
     shown = json.loads(out)
     assert (shown["cbp"], shown["cervix"]) == expected
+
+
+TEAM_CSV = (
+    "label,locale,timezone,courses,team,coordinator\n"
+    "N-1,en,Europe/Berlin,2026-01-05,north,950\n"
+    "N-2,de,Europe/Berlin,2026-01-05,north,\n"
+    "D-1,en,Europe/Berlin,2026-01-05,,\n"
+)
+
+
+def test_care_teams_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    code, out, _ = run(["team", "list"], capsys)
+    assert (code, out) == (0, "default: 0 patients; coordinators: 900; staff: -\n")
+    assert run(["team", "add", "north"], capsys)[:2] == (0, "Team north added.\n")
+    code, _, err = run(["team", "add", "north"], capsys)
+    assert (code, err) == (2, "remindbot: The team north already exists.\n")
+    source = workdir / "teams.csv"
+    source.write_text(TEAM_CSV)
+
+    # Two teams now: a row without one is refused, and so is a team nobody could alert.
+    code, _, err = run(["import", str(source)], capsys)
+    assert code == 2
+    assert "line 3: The team north has no coordinator" in err
+    assert "line 4: Say which team the patient belongs to: default, north." in err
+    assert count(Patient, workdir) == 0
+    code, _, err = run(["team", "assign", "north", "950"], capsys)
+    assert (code, err) == (
+        2,
+        "remindbot: User 950 has no coordinator or staff role. Grant one first; admins are "
+        "in every team anyway.\n",
+    )
+    assert run(["grant", "950", "coordinator"], capsys)[0] == 0  # two teams: joins none
+    assert run(["team", "assign", "north", "950"], capsys)[:2] == (
+        0,
+        "User 950 is now in team north.\n",
+    )
+    code, out, err = run(["import", str(source), "--team", "default"], capsys)
+    assert (code, err) == (0, "")
+    assert "Imported 3 patients" in out
+
+    code, out, _ = run(["patients", "--team", "north", "--format", "csv"], capsys)
+    assert code == 0
+    assert [row["label"] for row in csv.DictReader(out.splitlines())] == ["N-1", "N-2"]
+    code, out, _ = run(["deliveries", "--team", "default", "--format", "json"], capsys)
+    assert code == 0
+    assert {entry["label"] for entry in json.loads(out)} <= {"D-1"}
+    code, _, err = run(["patients", "--team", "south"], capsys)
+    assert (code, err) == (2, "remindbot: There is no team south.\n")
+    code, out, _ = run(["team", "list"], capsys)
+    assert out.splitlines() == [
+        "default: 1 patient; coordinators: 900; staff: -",
+        "north: 2 patients; coordinators: 950; staff: -",
+    ]
+    code, out, _ = run(["patient", "N-1", "--format", "json"], capsys)
+    assert json.loads(out)["coordinator"] == 950
+
+
+def test_enrolment_needs_a_coordinator_in_the_team(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    assert run(ENROLL, capsys)[0] == 0
+    assert run(["revoke", "900"], capsys)[0] == 0  # the team's only coordinator leaves
+    second = [*ENROLL[:2], "MS-002", *ENROLL[3:]]
+    code, out, err = run(second, capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "remindbot: The team default has no coordinator, so nobody would be told of this "
+        "patient's alerts. Assign a coordinator to the team first.\n"
+    )
+    assert count(Patient, workdir) == 1
+    code, out, _ = run(["doctor"], capsys)
+    assert code == 1
+    assert (
+        "FAIL  care teams: teams without a coordinator: default "
+        "(hint: assign one: remindbot team assign TEAM USER_ID)"
+    ) in out.splitlines()
+
+
+def test_forget_from_the_command_line(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    assert run(ENROLL, capsys)[0] == 0
+    code, out, _ = run(["forget", "MS-001", "--yes"], capsys)
+    assert (code, out) == (0, "Erased MS-001: nothing about them is stored any more.\n")
+    assert count(Patient, workdir) == 0
+    assert count(Reminder, workdir) == 0
+    code, _, err = run(["forget", "MS-001", "--yes"], capsys)
+    assert (code, err) == (2, "remindbot: No patient has the label MS-001.\n")

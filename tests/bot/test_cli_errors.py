@@ -14,6 +14,7 @@ import pytest
 from bot.cli import COMMANDS, main
 from tests.bot.conftest import TOKEN
 from tests.bot.test_cli_data import ENROLL
+from tests.conftest import sqlite_with_coordinator
 from tests.fake_bot_api import FakeBotApi
 
 USAGE, UNREACHABLE = 2, 1
@@ -71,6 +72,9 @@ BAD_INPUT = [
     (["revoke", "abc"], USAGE, "USER_ID"),
     (["revoke", "77"], USAGE, "User 77 has no staff role"),
     (["export", "/nonexistent/dir/b.db"], USAGE, "There is no database"),
+    (["forget", "NOPE", "--yes"], USAGE, "No patient has the label NOPE"),
+    (["team", "add", "bad name!"], USAGE, "is not a valid team name"),
+    (["team", "assign", "nowhere", "5"], USAGE, "There is no team nowhere"),
     (["run"], USAGE, "TELEGRAM_BOT_TOKEN is not set"),
     (["frobnicate"], USAGE, "No such command 'frobnicate'"),
 ]
@@ -211,13 +215,15 @@ def test_files_with_invite_links_are_private(
 ) -> None:
     old = os.umask(0o022)
     try:
+        sqlite_with_coordinator(workdir / "remindbot.db")
         assert run(ENROLL, capsys)[0] == 0
         source = csv_file(workdir, HEADER + "P-1,en,UTC,2026-01-05\n")
         assert run(["import", source], capsys)[0] == 0
         assert run(["export", str(workdir / "backup.db")], capsys)[0] == 0
     finally:
         os.umask(old)
-    for name in ("invite-MS-001.png", "patients-invites.csv", "backup.db"):
+    # The database itself, and its write-ahead log, hold every patient's data too.
+    for name in ("invite-MS-001.png", "patients-invites.csv", "backup.db", "remindbot.db"):
         mode = stat.S_IMODE((workdir / name).stat().st_mode)
         assert mode == 0o600, (name, oct(mode))
 

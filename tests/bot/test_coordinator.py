@@ -136,6 +136,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     assert summary.text.splitlines() == [
         "Please check the enrolment:",
         "Label: MS-100",
+        "Team: default",
         "Language: English (en)",
         "Time zone: Europe/Berlin",
         "Send time: 8:30\u202fAM",

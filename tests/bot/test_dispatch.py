@@ -231,7 +231,7 @@ class CrashingSender:
     async def send(self, delivery: Delivery) -> Outcome:
         raise Crash
 
-    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+    async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
         raise AssertionError("no alert expected")
 
 

@@ -106,8 +106,9 @@ async def test_snooze_from_an_old_message_is_refused(harness: Harness) -> None:
 
 async def test_symptoms_alert_the_coordinator_at_once(harness: Harness) -> None:
     message = await labs_message(harness)
-    [urgent] = await harness.press(ANNA, message, "I have symptoms")
+    [urgent, told] = await harness.press(ANNA, message, "I have symptoms", replies=2)
     assert urgent.text.startswith("If this is an emergency, call your local emergency number now.")
+    assert told.text == "We have told your MS team that you reported symptoms."
     alert = await harness.api.wait_for_message(COORDINATOR.id)
     assert alert.text.startswith("Patient MS-001 reported symptoms")
     assert "Monthly blood and urine tests" in alert.text
@@ -123,8 +124,9 @@ async def test_a_symptoms_alert_survives_telegram_failures(harness: Harness) -> 
     dispatcher.alert_chat_id = ALERT_GROUP
     harness.api.inject("sendMessage", Fault.server_error(), chat_id=COORDINATOR.id, times=2)
 
-    [urgent] = await harness.press(ANNA, message, "I have symptoms")
+    [urgent, told] = await harness.press(ANNA, message, "I have symptoms", replies=2)
     assert urgent.text.startswith("If this is an emergency, call your local emergency number now.")
+    assert told.text == "We have told your MS team that you reported symptoms."  # the group
     group_alert = await harness.api.wait_for_message(ALERT_GROUP)  # at once
     assert group_alert.text.startswith("Patient MS-001 reported symptoms")
     failed = await harness.api.wait_for("sendMessage", chat_id=COORDINATOR.id)
@@ -155,8 +157,9 @@ async def test_symptoms_alert_waits_for_the_tick_when_sending_at_once_fails(
 
     with monkeypatch.context() as patched, caplog.at_level(logging.WARNING):
         patched.setattr(dispatcher, "send_alerts", database_gone)
-        [urgent] = await harness.press(ANNA, message, "I have symptoms")
+        [urgent, told] = await harness.press(ANNA, message, "I have symptoms", replies=2)
         await harness.say(ANNA, "/next")  # the button's handler has finished
+    assert told.text == "Your MS team has not been told yet. Please call them yourself today."
     assert urgent.text.startswith("If this is an emergency")
     assert "went wrong" not in " ".join(m.text or "" for m in harness.api.messages(ANNA.id))
     assert "alerts left to the next dispatcher tick: ConnectionResetError" in caplog.messages

@@ -122,13 +122,15 @@ async def test_health_fails_while_the_database_is_down_and_recovers(
             status, body = await get(server.port, "/healthz")
             assert (status, body.strip()) == (
                 200,
-                '{"status": "ok", "database": "ok", "dispatcher": "ok", "telegram": "ok"}',
+                '{"status": "ok", "database": "ok", "dispatcher": "ok", "telegram": "ok", '
+                '"alerts_without_recipient": 0}',
             )
 
             await proxy.stop()
             status, body = await get(server.port, "/healthz")
             assert status == 503
             assert '"database": "unreachable' in body
+            assert '"alerts_without_recipient": null' in body  # not known
             assert (await get(server.port, "/metrics"))[0] == 503
 
             await proxy.start()
@@ -195,5 +197,39 @@ async def test_metrics_parse_and_move_when_reminders_are_sent(sessions: object, 
         status, health = await get(server.port, "/healthz")
         assert status == 503
         assert '"telegram": "unreachable at the last send"' in health
+    finally:
+        await server.stop()
+
+
+async def test_an_alert_that_found_nobody_is_reported_not_failing(
+    sessions: object, db: object
+) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from scheduler import alerts, outbox
+    from scheduler.models import Patient
+
+    assert isinstance(sessions, async_sessionmaker)
+    typed: async_sessionmaker[AsyncSession] = sessions
+    await add_due(typed, patients=1, per_patient=0)  # a team without coordinators
+    async with typed.begin() as session:
+        patient = await session.scalar(select(Patient))
+        assert patient is not None
+        await outbox.queue_alert(session, alerts.withdrawn(patient), alert_chat_id=None, now=NOW)
+    clock = FixedClock(NOW)
+    dispatcher = Dispatcher(
+        sessions=typed, sender=RecordingSender(), clock=clock, late_window=timedelta(hours=72)
+    )
+    await dispatcher.tick()
+    server = HealthServer(typed, dispatcher, clock, tick_seconds=5, port=0)
+    await server.start()
+    try:
+        status, body = await get(server.port, "/healthz")
+        assert status == 200
+        assert '"alerts_without_recipient": 1' in body
+        metrics = samples((await get(server.port, "/metrics"))[1])
+        assert metrics["remindbot_alerts_without_recipient", ()] == 1
+        assert metrics["remindbot_alerts", (("status", "failed"),)] == 1
     finally:
         await server.stop()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.importer import EmptyFile, MissingColumns, NotUtf8, UnknownColumns, parse_file
 from scheduler import store
 from scheduler.models import Patient, Reminder
+from tests.conftest import team_with_coordinator
 
 LOCALES = {"en", "de"}
 HEADER = "label,locale,timezone,send_time,cbp,courses,prophylaxis_days,allow_early_course\n"
@@ -119,6 +120,7 @@ async def test_many_rows_import_in_one_transaction(
     parsed = parse_file(big_file(ROWS), locales=LOCALES)
     assert parsed.errors == []
     enrolments = [enrolment for _, enrolment in parsed.enrolments]
+    await team_with_coordinator(sessions)
     async with sessions.begin() as session:
         enrolled = await store.enroll(
             session, enrolments=enrolments, actor="cli", now=NOW, late_window=timedelta(hours=72)
@@ -136,6 +138,7 @@ async def test_failure_late_in_an_import_rolls_everything_back(
 ) -> None:
     parsed = parse_file(big_file(ROWS), locales=LOCALES)
     enrolments = [enrolment for _, enrolment in parsed.enrolments]
+    await team_with_coordinator(sessions)
     async with sessions.begin() as session:
         await store.enroll(
             session,

@@ -15,6 +15,7 @@ from bot.logs import PLAIN_FORMAT, JsonFormatter, RedactToken
 from bot.settings import Settings, load_settings
 from scheduler.db import create_engine, migrate
 from tests.bot.conftest import TOKEN
+from tests.conftest import sqlite_with_coordinator
 from tests.fake_bot_api import FakeBotApi
 
 
@@ -42,6 +43,8 @@ async def test_doctor_passes_on_a_healthy_setup(fake_bot_api: FakeBotApi, tmp_pa
     assert verdicts(checks) == {
         "database": True,
         "migrations": True,
+        "care teams": True,
+        "alerts": True,
         "translations": True,
         "telegram": True,
         "webhook": True,
@@ -103,6 +106,7 @@ def test_export_writes_a_consistent_sqlite_copy(
     from bot.cli import main
 
     database = tmp_path / "live.db"
+    sqlite_with_coordinator(database)
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{database}")
     monkeypatch.setenv("REMINDBOT_BOT_USERNAME", "clinic_bot")
     monkeypatch.chdir(tmp_path)

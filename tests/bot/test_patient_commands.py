@@ -452,10 +452,14 @@ async def test_stop_confirmed_withdraws_cancels_and_alerts(harness: Harness) -> 
     assert consent is not None
     assert consent.withdrawn_at == harness.clock.now()
 
-    # No longer a patient here.
-    for command in ("/next", "/mydata", "/stop", "/time"):
+    # No longer a patient here; what is stored can still be read and erased.
+    for command in ("/next", "/stop", "/time"):
         [answer] = await harness.say(PAT, command)
         assert NEUTRAL in text(answer)
+    [summary, _document] = await harness.say(PAT, "/mydata", replies=2)
+    assert text(summary).startswith("What is stored about you:")
+    [ask] = await harness.say(PAT, "/forget")
+    assert text(ask).startswith("Erase your data?")
 
 
 async def test_a_new_invite_works_after_stop(harness: Harness) -> None:
@@ -559,22 +563,11 @@ async def test_forget_confirmed_erases_and_alerts(harness: Harness) -> None:
     async with harness.sessions() as session:
         assert await session.scalar(select(Patient).where(Patient.label == "MS-001")) is None
         assert await session.scalar(select(Patient).where(Patient.chat_id == PAT.id)) is None
-    patient = await stored_patient(harness, patient_id)
-    assert (patient.label, patient.chat_id, patient.status) == (
-        None,
-        None,
-        PatientStatus.WITHDRAWN,
-    )
-    assert patient.forgotten_at == harness.clock.now()
+        assert await session.get(Patient, patient_id) is None
     assert await count(harness, Course, Course.patient_id == patient_id) == 0
     assert await count(harness, Invite, Invite.patient_id == patient_id) == 0
-    left = (await reminders(harness, patient_id)).values()
-    assert {r.status for r in left} <= {
-        ReminderStatus.SENT,
-        ReminderStatus.CANCELLED,
-        ReminderStatus.SKIPPED,
-    }
-    assert await count(harness, Consent, Consent.withdrawn_at.is_(None)) == 0
+    assert await reminders(harness, patient_id) == {}
+    assert await count(harness, Consent) == 0
 
     [answer] = await harness.say(PAT, "/mydata")
     assert NEUTRAL in text(answer)

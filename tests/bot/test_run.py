@@ -18,6 +18,7 @@ from scheduler.db import create_engine, migrate, session_factory
 from scheduler.models import DeliveryEvent, Reminder
 from scheduler.validation import build_profile
 from tests.bot.conftest import TOKEN
+from tests.conftest import team_with_coordinator
 from tests.fake_bot_api import FakeBotApi, FakeUser
 
 STRANGER = FakeUser(id=9090, first_name="Sam", language_code="en")
@@ -199,6 +200,7 @@ async def _patients_with_due_reminders(database: Path, *, count: int, now: datet
         await migrate(engine)
         sessions = session_factory(engine)
         profile, _ = build_profile(courses=[(date(2027, 6, 7), None)], timezone="UTC")
+        await team_with_coordinator(sessions)
         async with sessions.begin() as session:
             enrolled = await store.enroll(
                 session,

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler import outbox
 from scheduler.alerts import Alert, AlertKind
 from scheduler.db import is_sqlite, session_factory
 from scheduler.dispatcher import Delivery, Dispatcher, Outcome, Result
@@ -18,7 +19,7 @@ from scheduler.models import AlertEvent, CoordinatorAlert, Patient
 from scheduler.outbox import queue_alert
 from scheduler.policies import RetryBudget
 from scheduler.protocol import Kind
-from tests.conftest import EngineFactory
+from tests.conftest import EngineFactory, team_with_coordinator
 from tests.scheduler.test_dispatcher import NOW, WINDOW, FixedClock, RecordingSender, add_due
 
 COORDINATOR = 5151
@@ -32,7 +33,7 @@ class ScriptedSender(RecordingSender):
     outcomes: list[Outcome] = field(default_factory=list)
     tries: list[int] = field(default_factory=list)
 
-    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+    async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
         self.tries.append(chat_id)
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if outcome.result is Result.SENT:
@@ -62,6 +63,7 @@ async def raise_alerts(
 ) -> list[int]:
     """``count`` patients of COORDINATOR, each with a symptoms alert queued."""
     await add_due(sessions, patients=count, per_patient=0)
+    await team_with_coordinator(sessions, COORDINATOR)
     async with sessions.begin() as session:
         patients = (await session.scalars(select(Patient).order_by(Patient.id))).all()
         for patient in patients:
@@ -73,6 +75,7 @@ async def raise_alerts(
                     patient.id,
                     patient.label,
                     COORDINATOR,
+                    patient.team_id,
                     Kind.LABS_MONTHLY,
                     date(2026, 3, 1),
                 ),
@@ -112,24 +115,28 @@ async def test_each_recipient_gets_its_own_alert_with_the_label_of_sending_time(
     assert await make_dispatcher(sessions, sender).send_alerts() == {}  # nothing twice
 
 
-async def test_an_alert_without_recipient_is_logged_not_queued(
+async def test_an_alert_without_recipient_is_logged_and_recorded(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A team that lost every coordinator, no alert chat: nobody to tell. The alert is kept
+    as failed, without a chat, for doctor and /healthz, and logged as an error."""
     await add_due(sessions, patients=1, per_patient=0)
     async with sessions.begin() as session:
         patient = await session.scalar(select(Patient))
         assert patient is not None
-        with caplog.at_level(logging.WARNING, logger="scheduler.alerts"):
-            count = await queue_alert(
+        with caplog.at_level(logging.WARNING, logger="scheduler.outbox"):
+            queued = await queue_alert(
                 session,
-                Alert(AlertKind.WITHDRAWN, patient.id, patient.label, None),
+                Alert(AlertKind.WITHDRAWN, patient.id, patient.label, None, patient.team_id),
                 alert_chat_id=None,
                 now=NOW,
             )
-    assert count == 0
-    assert await alert_rows(sessions) == []
-    assert [r.getMessage() for r in caplog.records] == [
-        f"alert withdrawn for patient {patient.id} has no recipient"
+        assert await outbox.unrouted_alerts(session) == 1
+    assert queued == []
+    [row] = await alert_rows(sessions)
+    assert (row.chat_id, row.status, row.ready_at) == (None, "failed", None)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", f"alert withdrawn for patient {patient.id}: {outbox.NO_RECIPIENT}")
     ]
 
 
@@ -171,7 +178,7 @@ async def test_attempts_are_bounded_and_a_blocked_recipient_fails_at_once(
     clock = FixedClock()
 
     class Sender(RecordingSender):
-        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
             if chat_id == COORDINATOR:
                 return Outcome(Result.BLOCKED, error_code=403, description="bot was blocked")
             return Outcome(Result.TRANSIENT, error_code=502, description="Bad Gateway")
@@ -227,7 +234,7 @@ async def test_stopping_releases_the_claimed_alerts_not_sent(
     d = make_dispatcher(sessions, RecordingSender())
 
     class StopAfterFirst(RecordingSender):
-        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
             d.stop()
             return await super().alert(alert, chat_id)
 
@@ -251,7 +258,7 @@ async def test_an_alert_taken_over_after_its_lease_is_not_sent_by_the_first_proc
     second = make_dispatcher(sessions, other, clock=clock)
 
     class Stuck(RecordingSender):
-        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
             if not self.alerts:  # the first send hangs past the lease...
                 clock.current = NOW + timedelta(minutes=6)
                 await second.send_alerts()  # ...and another process takes everything over
@@ -291,7 +298,7 @@ async def test_an_alert_claimed_by_a_crashed_process_is_taken_back_within_second
         pass
 
     class Crashing(RecordingSender):
-        async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+        async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
             raise Crash
 
     with pytest.raises(Crash):
@@ -341,6 +348,7 @@ async def test_a_reminder_that_fails_queues_its_alert_with_the_outcome(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await add_due(sessions, patients=1, per_patient=1)
+    await team_with_coordinator(sessions, COORDINATOR)
     async with sessions.begin() as session:
         patient = await session.scalar(select(Patient))
         assert patient is not None
@@ -364,6 +372,7 @@ async def test_one_unreachable_alert_however_many_messages_bounced(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await add_due(sessions, patients=1, per_patient=2)  # two messages, minutes apart
+    await team_with_coordinator(sessions, COORDINATOR)
     async with sessions.begin() as session:
         patient = await session.scalar(select(Patient))
         assert patient is not None

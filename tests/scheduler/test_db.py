@@ -1,6 +1,9 @@
 """Migrations, model/migration drift, and the query plans the dispatcher relies on."""
 
+import os
+import stat
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -8,12 +11,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scheduler.db import is_migrated, is_sqlite, migrate
+from scheduler.db import create_engine, is_migrated, is_sqlite, migrate
 from scheduler.models import Base, Patient, Reminder
 from scheduler.outbox import due_reminders
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TABLES = {
+    "team",
+    "team_member",
+    "erased_count",
     "patient",
     "course",
     "consent",
@@ -54,6 +60,31 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(db: AsyncEngine) -> Non
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
 
 
+def _modes(folder: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir() if p.is_file()}
+
+
+async def test_a_new_sqlite_file_and_its_log_are_readable_by_their_owner_only(
+    tmp_path: Path,
+) -> None:
+    """It holds every patient's data: 0600 whatever the umask (SQLite gives the -wal and
+    -shm files the mode of the database file)."""
+    path = tmp_path / "new.db"
+    old = os.umask(0o022)
+    try:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+            await connection.execute(text("INSERT INTO t VALUES (1)"))
+        modes = _modes(tmp_path)
+        await engine.dispose()
+    finally:
+        os.umask(old)
+    assert modes["new.db"] == 0o600
+    assert modes.get("new.db-wal", 0o600) == 0o600
+    assert set(modes.values()) == {0o600}, modes
+
+
 async def _fill_queue(db: AsyncEngine, reminders: int) -> None:
     async with db.begin() as connection:
         patient_id = (
@@ -69,6 +100,7 @@ async def _fill_queue(db: AsyncEngine, reminders: int) -> None:
                         "cervix": False,
                         "prophylaxis_days": 30,
                         "status": "active",
+                        "team_id": 1,
                         "plan_version": 1,
                         "created_at": NOW,
                     }
@@ -139,3 +171,70 @@ async def test_the_cervix_flag_starts_as_the_cbp_answer(engine: AsyncEngine) -> 
             (await connection.execute(text("SELECT label, cervix FROM patient"))).all()
         )
     assert {label: bool(value) for label, value in flags.items()} == {"P-cbp": True, "P-not": False}
+
+
+async def test_the_care_teams_migration_keeps_a_one_team_clinic_working(
+    engine: AsyncEngine,
+) -> None:
+    """Migration 0006: everyone into the team "default"; a patient erased under the old rule
+    (label and chat gone, history kept) becomes counts."""
+    await migrate(engine, revision="0005")
+    async with engine.begin() as connection:
+        for user, role in ((11, "coordinator"), (12, "staff"), (13, "admin")):
+            await connection.execute(
+                text(
+                    "INSERT INTO staff_user (telegram_user_id, role, granted_at, granted_by) "
+                    "VALUES (:user, :role, :now, 'test')"
+                ),
+                {"user": user, "role": role, "now": NOW},
+            )
+        for label, forgotten in (("P-kept", None), (None, NOW)):
+            await connection.execute(
+                text(
+                    "INSERT INTO patient (label, locale, timezone, send_time, cbp, cervix, "
+                    "prophylaxis_days, status, plan_version, created_at, forgotten_at) VALUES "
+                    "(:label, 'en', 'UTC', '09:00:00', false, false, 30, 'withdrawn', 1, :now, "
+                    ":forgotten)"
+                ),
+                {"label": label, "now": NOW, "forgotten": forgotten},
+            )
+        gone = (
+            await connection.execute(text("SELECT id FROM patient WHERE label IS NULL"))
+        ).scalar_one()
+        for n, status in enumerate(("sent", "sent", "cancelled")):
+            await connection.execute(
+                text(
+                    "INSERT INTO reminder (patient_id, kind, occurrence, local_date, due_at, "
+                    "status, plan_version, attempts, followups, claim, created_at) VALUES "
+                    "(:patient, 'labs_monthly', :occurrence, '2026-02-05', :now, :status, 1, 0, "
+                    "0, 0, :now)"
+                ),
+                {"patient": gone, "occurrence": f"m{n}", "status": status, "now": NOW},
+            )
+        reminder = (await connection.execute(text("SELECT min(id) FROM reminder"))).scalar_one()
+        await connection.execute(
+            text(
+                "INSERT INTO delivery_event (reminder_id, status, at, repeats) "
+                "VALUES (:reminder, 'sent', :now, 1)"
+            ),
+            {"reminder": reminder, "now": NOW},
+        )
+    await migrate(engine)
+    async with engine.connect() as connection:
+        members = (await connection.execute(text("SELECT user_id FROM team_member"))).all()
+        patients = (await connection.execute(text("SELECT label, team_id FROM patient"))).all()
+        counts = (
+            await connection.execute(
+                text("SELECT kind, status, reminders FROM erased_count ORDER BY kind, status")
+            )
+        ).all()
+        left = (await connection.execute(text("SELECT count(*) FROM reminder"))).scalar_one()
+        events = (await connection.execute(text("SELECT count(*) FROM delivery_event"))).scalar()
+    assert sorted(user for (user,) in members) == [11, 12]  # admins are in every team anyway
+    assert [tuple(row) for row in patients] == [("P-kept", 1)]
+    assert [tuple(row) for row in counts] == [
+        ("labs_monthly", "cancelled", 1),
+        ("labs_monthly", "sent", 2),
+        ("patient", "erased", 1),
+    ]
+    assert (left, events) == (0, 0)

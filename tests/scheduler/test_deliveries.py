@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from scheduler import deliveries, outbox, store
+from scheduler import deliveries, patient_data, store, teams
 from scheduler.db import create_engine, migrate, session_factory
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.models import DeliveryEvent, Patient, Reminder
 from scheduler.statuses import PatientStatus, ReminderStatus
 from scheduler.validation import build_profile
+from tests.conftest import team_with_coordinator
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -26,9 +27,10 @@ def at(day: int, hour: int = 8, month: int = 2) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=UTC)
 
 
-async def add_patient(session: AsyncSession, label: str | None, timezone: str) -> int:
+async def add_patient(session: AsyncSession, label: str, timezone: str, *, team_id: int = 1) -> int:
     patient = Patient(
         label=label,
+        team_id=team_id,
         locale="en",
         timezone=timezone,
         send_time=time(9),
@@ -37,7 +39,6 @@ async def add_patient(session: AsyncSession, label: str | None, timezone: str) -
         prophylaxis_days=30,
         status=PatientStatus.ACTIVE,
         created_at=NOW,
-        forgotten_at=None if label else NOW,
     )
     session.add(patient)
     await session.flush()
@@ -74,12 +75,14 @@ async def add_reminder(
 
 
 async def fill(sessions: Sessions) -> dict[str, int]:
-    """Two patients and a forgotten one; names are what each reminder is in the tests."""
+    """Two patients of the default team and one of another; names are what each reminder
+    is in the tests."""
     ids: dict[str, int] = {}
     async with sessions.begin() as session:
+        north = await teams.create(session, name="north", actor="test", now=NOW)
         anna = await add_patient(session, "MS-001", "Europe/Berlin")
         ben = await add_patient(session, "MS-002", "America/New_York")
-        gone = await add_patient(session, None, "Asia/Tokyo")
+        gone = await add_patient(session, "MS-003", "Asia/Tokyo", team_id=north.id)
         ids["anna_labs_feb"] = await add_reminder(
             session,
             anna,
@@ -161,7 +164,7 @@ async def test_newest_due_first_with_full_history_oldest_first(sessions: Session
         "gone_labs_jan",
     ]
     planned, ben, failed, acknowledged, gone = log
-    assert (gone.label, gone.timezone) == (None, "Asia/Tokyo")
+    assert (gone.label, gone.timezone) == ("MS-003", "Asia/Tokyo")
     assert planned.history == ()
     assert (planned.status, planned.attempts) == (S.PLANNED, 0)
     assert (ben.label, ben.timezone, ben.kind, ben.occurrence) == (
@@ -218,11 +221,26 @@ async def test_filters(sessions: Sessions) -> None:
     await check([], since=at(6), until=at(6))
 
 
-async def test_forgotten_patients_stay_in_the_log_without_label(sessions: Sessions) -> None:
+async def test_a_team_sees_only_its_patients(sessions: Sessions) -> None:
+    ids = await fill(sessions)
+    async with sessions() as session:
+        north = await teams.by_name(session, name="north")
+        default = await teams.by_name(session, name=teams.DEFAULT_TEAM)
+        mine = teams.Scope(frozenset({default.id}))
+        assert await count_deliveries(session, scope=mine) == 4
+        assert "gone_labs_jan" not in names(await delivery_log(session, scope=mine), ids)
+        theirs = teams.Scope(frozenset({north.id}))
+        assert names(await delivery_log(session, scope=theirs), ids) == ["gone_labs_jan"]
+        assert await count_deliveries(session, scope=theirs, label="MS-001") == 0
+        assert await count_deliveries(session, scope=teams.Scope(frozenset())) == 0
+
+
+async def test_erased_patients_leave_the_log_and_only_counts_remain(sessions: Sessions) -> None:
     profile, _ = build_profile(
         courses=[(date(2026, 1, 5), None)], timezone="Europe/Berlin", send_time="09:00"
     )
     enrolled_at = datetime(2025, 12, 29, 8, tzinfo=UTC)
+    await team_with_coordinator(sessions)
     async with sessions.begin() as session:
         [enrolled] = await store.enroll(
             session,
@@ -232,22 +250,15 @@ async def test_forgotten_patients_stay_in_the_log_without_label(sessions: Sessio
             late_window=timedelta(hours=72),
         )
         before = await count_deliveries(session, label="MS-009")
-        await store.forget(session, patient_id=enrolled.patient_id, actor="test", now=NOW)
+        await patient_data.erase(session, patient_id=enrolled.patient_id, actor="test", now=NOW)
     assert before > 0
     async with sessions() as session:
-        assert await count_deliveries(session, label="MS-009") == 0
-        log = await delivery_log(session)
-    assert len(log) == before
-    assert {entry.label for entry in log} == {None}
-    assert {entry.patient_id for entry in log} == {enrolled.patient_id}
-    assert {entry.timezone for entry in log} == {"Europe/Berlin"}
-    assert {entry.status for entry in log} <= {S.CANCELLED, S.SKIPPED}
-    cancelled = [entry for entry in log if entry.status == S.CANCELLED]
-    assert cancelled
-    assert all(
-        entry.history[-1] == StatusChange(S.CANCELLED, NOW, None, None, outbox.CANCELLED_WITHDRAWN)
-        for entry in cancelled
-    )
+        assert await count_deliveries(session) == 0
+        counts = await patient_data.erased_counts(session)
+    assert counts.pop(patient_data.ERASURES) == 1
+    assert sum(counts.values()) == before
+    assert {status for _kind, status in counts} <= {S.CANCELLED, S.SKIPPED}
+    assert counts[("labs_monthly", S.CANCELLED)] > 40
 
 
 async def test_paging_by_offset_and_by_position(sessions: Sessions) -> None:

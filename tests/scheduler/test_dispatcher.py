@@ -43,7 +43,7 @@ class RecordingSender:
         await asyncio.sleep(0)  # let other dispatchers run, as a real request would
         return Outcome.sent(len(self.sent))
 
-    async def alert(self, alert: Alert, chat_id: int) -> Outcome:
+    async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
         self.alerts.append((alert, chat_id))
         return Outcome.sent(len(self.alerts))
 
@@ -72,6 +72,7 @@ async def add_due(
                     "prophylaxis_days": 30,
                     "status": "active",
                     "chat_id": 10_000 + first + n,
+                    "team_id": 1,
                     "plan_version": 1,
                     "created_at": NOW,
                 }

@@ -5,16 +5,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, insert, inspect, select, text, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from scheduler import store
+from scheduler import patient_data, store
 from scheduler.errors import CourseTooEarly
 from scheduler.models import AuditEvent, Consent, Course, DeliveryEvent, Invite, Patient, Reminder
 from scheduler.planner import plan
 from scheduler.statuses import PatientStatus, ReminderStatus, Role
 from scheduler.validation import build_profile
+from tests.conftest import dump, team_with_coordinator
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Enrolled a week before course 1 of the worked example.
@@ -32,6 +33,7 @@ def enrolment(label: str = "MS-001", *, cbp: bool = False, courses: int = 1) -> 
 async def enroll(
     sessions: Sessions, *items: store.Enrolment, now: datetime = NOW
 ) -> list[store.Enrolled]:
+    await team_with_coordinator(sessions, 501)
     async with sessions.begin() as session:
         return await store.enroll(
             session, enrolments=items or [enrolment()], actor="cli", now=now, late_window=WINDOW
@@ -302,30 +304,23 @@ async def test_withdraw_leaves_nothing_pending(sessions: Sessions) -> None:
         assert withdrawn == NOW
 
 
-async def test_forget_leaves_no_personal_data(sessions: Sessions, db: AsyncEngine) -> None:
+async def test_erasure_leaves_no_personal_data(sessions: Sessions, db: AsyncEngine) -> None:
     [enrolled] = await enroll(sessions, enrolment("MS-FORGET-7"))
     await consent(sessions, enrolled.invite_token, chat_id=777_000_123)
     async with sessions.begin() as session:
         await store.issue_invite(session, patient_id=enrolled.patient_id, actor="cli", now=NOW)
-        await store.forget(session, patient_id=enrolled.patient_id, actor="patient", now=NOW)
-
-    async with db.connect() as connection:
-        tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
-        for table in tables:
-            for row in (await connection.execute(text(f'SELECT * FROM "{table}"'))).all():
-                values = [str(value) for value in row]
-                assert not any("MS-FORGET-7" in value for value in values), table
-                assert not any("777000123" in value for value in values), table
+        planned = len(await reminders(session, enrolled.patient_id))
+        await patient_data.erase(session, patient_id=enrolled.patient_id, actor="patient", now=NOW)
+    everything = await dump(db)
+    assert "MS-FORGET-7" not in everything
+    assert "777000123" not in everything
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Course)) == 0
-        assert await session.scalar(select(func.count()).select_from(Invite)) == 0
-        patient = await session.get(Patient, enrolled.patient_id)
-        assert patient is not None
-        assert (patient.label, patient.chat_id, patient.status) == (None, None, "withdrawn")
-        # The anonymous delivery history stays for staff.
-        history = await session.scalar(select(func.count()).select_from(DeliveryEvent))
-        assert history is not None
-        assert history > 50
+        for table in (Patient, Course, Invite, Consent, Reminder, DeliveryEvent):
+            assert await session.scalar(select(func.count()).select_from(table)) == 0, table
+        counts = await patient_data.erased_counts(session)
+    # What stays: how many reminders of each kind ended how, and one erasure.
+    assert counts.pop(patient_data.ERASURES) == 1
+    assert sum(counts.values()) == planned > 50
 
 
 class TestInvites:
