@@ -13,10 +13,11 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot
 
 from bot.context import BotContext, RemindbotApp, Services
-from bot.handlers import coordinator, patient, reminders, staff
+from bot.handlers import coordinator, fallback, patient, reminders, staff
 from bot.handlers.errors import on_error
 from bot.health import HealthServer
 from bot.i18n import catalog_problems
+from bot.menus import MenuSync
 from bot.request import AiohttpRequest
 from bot.sender import TelegramSender
 from bot.settings import Settings
@@ -30,6 +31,7 @@ from scheduler.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 FOLLOW_UP_INTERVAL = 600  # seconds
+MENU_SYNC_INTERVAL = 60  # seconds
 
 # The update types the handlers take (register_handlers): commands and texts, which PTB's
 # CommandHandler and MessageHandler also take when edited, and button presses. Telegram sends
@@ -87,6 +89,7 @@ def register_handlers(app: RemindbotApp) -> None:
     for module in (patient, reminders, coordinator, staff):
         app.add_handlers(module.handlers())
     app.add_handler(patient.cancel_outside_conversations())
+    app.add_handlers(fallback.handlers())  # last: what nothing else took
     app.add_error_handler(on_error)
 
 
@@ -125,6 +128,7 @@ def build_application(
         alert_chat_id=settings.alert_chat_id,
     )
     app.bot_data.dispatcher.running = lambda: app.running
+    app.bot_data.menus = MenuSync(app.bot, sessions, default_locale=settings.default_locale)
     register_handlers(app)
     assert app.job_queue is not None
     # misfire_grace_time=None: a late tick still runs (PTB's default would drop it after
@@ -149,6 +153,16 @@ def build_application(
         name="follow-ups",
         job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     )
+    # The "/" menus and descriptions at start; then the staff menus follow role changes
+    # made elsewhere (the command line, another replica) within a minute.
+    app.job_queue.run_once(sync_menus, when=0, name="menus")
+    app.job_queue.run_repeating(
+        sync_menus,
+        interval=MENU_SYNC_INTERVAL,
+        first=MENU_SYNC_INTERVAL,
+        name="menus",
+        job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    )
     # Apart from the tick, which may take long (a big batch at 30 per second): the other
     # processes must not take this one for stopped while it is sending.
     app.job_queue.run_repeating(
@@ -159,6 +173,14 @@ def build_application(
         job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     )
     return app
+
+
+async def sync_menus(context: BotContext) -> None:
+    """Publish the menus (all of them the first time), then keep the staff menus in line."""
+    try:
+        await context.menus.publish()
+    except Exception as error:  # the database is away: the next run tries again
+        log.warning("menus not synced: %s", type(error).__name__)
 
 
 async def heartbeat(context: BotContext) -> None:

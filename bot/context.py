@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import Application, CallbackContext, ExtBot
@@ -11,6 +11,9 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.settings import Settings
 from scheduler.clock import Clock
 from scheduler.dispatcher import Dispatcher
+
+if TYPE_CHECKING:
+    from bot.menus import MenuSync
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession] | None = None
     clock: Clock | None = None
     dispatcher: Dispatcher | None = None
+    menus: MenuSync | None = None
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
@@ -49,6 +53,11 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], S
     def dispatcher(self) -> Dispatcher:
         assert self.bot_data.dispatcher is not None
         return self.bot_data.dispatcher
+
+    @property
+    def menus(self) -> MenuSync:
+        assert self.bot_data.menus is not None
+        return self.bot_data.menus
 
 
 RemindbotApp = Application[ExtBot[None], BotContext, dict[Any, Any], dict[Any, Any], Services, Any]

@@ -555,6 +555,30 @@ def consent_text(
     )
 
 
+def not_read_text(tr: Translator, *, contact: str | None) -> str:
+    """The answer to a patient who writes to the bot: nobody reads it, whom to contact
+    instead, the emergency line, and /help."""
+    if contact:
+        # TRANSLATORS: %(contact)s is the clinic's contact line as the clinic wrote it.
+        reach = tr.gettext("For questions, contact your care team: %(contact)s") % {
+            "contact": contact
+        }
+    else:
+        # TRANSLATORS: when the clinic set no contact line.
+        reach = tr.gettext("For questions, contact your MS team at your clinic.")
+    return "\n".join(
+        [
+            # TRANSLATORS: the answer to a message a patient writes to the bot.
+            tr.gettext("Messages sent here are not read by anyone."),
+            reach,
+            # TRANSLATORS: in the answer to a message a patient writes to the bot.
+            tr.gettext("If this is an emergency, call your local emergency number now."),
+            # TRANSLATORS: the last line of the answer to a message written to the bot.
+            tr.gettext("Send /help to see what you can do."),
+        ]
+    )
+
+
 def snooze_limit_text(tr: Translator) -> str:
     """When "Remind me tomorrow" was already used three times for a reminder."""
     # TRANSLATORS: shown when the patient has postponed a test reminder 3 times already.

@@ -6,7 +6,7 @@ parameters, so the edge can show it in the reader's language with ``render(gette
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 
@@ -78,6 +78,19 @@ class CourseTooEarly(ValidationError):
 class UnknownTimezone(ValidationError):
     # TRANSLATORS: keep "Europe/Berlin" as it is: it is a technical name.
     template = N_("%(value)s is not a known time zone. Use a name such as Europe/Berlin.")
+    # The IANA ids of the zones that were probably meant, best first.
+    suggestions: tuple[str, ...] = ()
+
+
+class TimezoneNearMiss(UnknownTimezone):
+    # TRANSLATORS: %(value)s is what was typed; %(suggestions)s lists one to three time
+    # zones, e.g. "Berlin, Bern or Beirut".
+    template = N_("%(value)s is not a known time zone. Did you mean %(suggestions)s?")
+
+    def __init__(self, *, value: str, suggestions: Sequence[str], listed: str = "") -> None:
+        """``listed`` is how the reader sees ``suggestions`` (their ids by default)."""
+        self.suggestions = tuple(suggestions)
+        super().__init__(value=value, suggestions=listed or ", ".join(self.suggestions))
 
 
 class InvalidSendTime(ValidationError):

@@ -775,6 +775,8 @@ class FakeBotApi:
         self.rate_limit = RateLimit()
         self.webhook: Webhook | None = None
         self.commands: dict[tuple[str, str], list[JSONDict]] = {}
+        # ("description" or "short_description", language code or "") -> text.
+        self.descriptions: dict[tuple[str, str], str] = {}
         # Exceptions the fake itself raised while answering; the fixture fails the test on them.
         self.internal_errors: list[Exception] = []
 
@@ -814,6 +816,8 @@ class FakeBotApi:
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
+                "setMyDescription": self._set_my_description,
+                "setMyShortDescription": self._set_my_short_description,
             }.items()
         }
 
@@ -1658,6 +1662,23 @@ class FakeBotApi:
     async def _get_my_commands(self, call: ApiCall) -> list[JSONDict]:
         key = _scope_key(call.params.get("scope"), call.params.get("language_code"))
         return self.commands.get(key, [])
+
+    def _describe(self, call: ApiCall, kind: str, limit: int) -> bool:
+        text = call.params.get(kind)
+        if text is not None and (not isinstance(text, str) or len(text) > limit):
+            raise _bad_request(f"{kind} must be text of at most {limit} characters")
+        key = (kind, str(call.params.get("language_code") or ""))
+        if text:
+            self.descriptions[key] = text
+        else:
+            self.descriptions.pop(key, None)
+        return True
+
+    async def _set_my_description(self, call: ApiCall) -> bool:
+        return self._describe(call, "description", 512)
+
+    async def _set_my_short_description(self, call: ApiCall) -> bool:
+        return self._describe(call, "short_description", 120)
 
     async def _delete_my_commands(self, call: ApiCall) -> bool:
         key = _scope_key(call.params.get("scope"), call.params.get("language_code"))

@@ -39,7 +39,11 @@ def profile_options(function: F) -> F:
                 "Repeat for each course."
             ),
         ),
-        click.option("--timezone", required=True, help=_("The patient's IANA time zone.")),
+        click.option(
+            "--timezone",
+            required=True,
+            help=_("The patient's time zone: an IANA name (Europe/Berlin) or a city (Berlin)."),
+        ),
         click.option(
             "--send-time", default="09:00", show_default=True, help=_("Local time, HH:MM.")
         ),
@@ -143,8 +147,14 @@ def plan_command(
     elif output == "ics":
         from bot.calendar import plan_calendar
         from bot.cli.common import now
+        from bot.i18n import translator
 
-        ics = plan_calendar(items, gettext=_, stamp=now())
+        ics = plan_calendar(
+            items,
+            tr=translator(locale),
+            cervix=cbp if cervix is None else cervix,
+            stamp=now(),
+        )
         click.echo(ics.decode(), nl=False)
     else:
         _print_table(profile, items)

@@ -32,7 +32,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot import messages
+from bot import messages, timezones
 from bot.auth import requires
 from bot.context import BotContext
 from bot.handlers.common import PRIVATE, WITH_ARGUMENT, Handlers, reply, user_translator
@@ -61,7 +61,6 @@ from scheduler.validation import (
     parse_course_days,
     parse_date,
     parse_send_time,
-    parse_timezone,
 )
 
 ENROL_KEY = "enrolment"
@@ -70,6 +69,8 @@ COURSE_KEY = "pending_course"
 ENROL_TIMEOUT = timedelta(minutes=15)
 PAGE_SIZE = 10
 COMMON_TIMEZONES = ("Europe/Berlin", "Europe/London", "Europe/Paris", "America/New_York")
+# Offered before the common ones: this many zones of the patient's language.
+REGION_TIMEZONES = 6
 SEND_TIMES = (time(8), time(9), time(12), time(18))
 UPCOMING = 5
 
@@ -356,13 +357,18 @@ def _question(step: Step, draft: Draft, tr: Translator) -> tuple[str, InlineKeyb
             buttons = [(_language_name(code), _button(step, code)) for code in codes]
             return text, _keyboard(*(buttons[i : i + 3] for i in range(0, len(buttons), 3)))
         case Step.TIMEZONE:
-            # TRANSLATORS: keep "Europe/Vienna": it is a technical name.
+            # TRANSLATORS: keep "Europe/Vienna": it is a technical name. "Vienna" may be
+            # written as in this language.
             text = tr.gettext(
-                "Which time zone does the patient live in? "
-                "Choose one or send its name, for example Europe/Vienna."
+                "Which time zone does the patient live in? Choose one, or send a city in it "
+                "or its name, for example Vienna or Europe/Vienna."
             )
-            zones = [(zone, _button(step, zone)) for zone in COMMON_TIMEZONES]
-            return text, _keyboard(*(zones[i : i + 2] for i in range(0, len(zones), 2)))
+            offered = timezones.offered(
+                draft.locale or tr.locale, COMMON_TIMEZONES, regional=REGION_TIMEZONES
+            )
+            return text, _keyboard(
+                *([(timezones.with_id(zone, tr.locale), _button(step, zone))] for zone in offered)
+            )
         case Step.SEND_TIME:
             text = tr.gettext(
                 "At what local time should the reminders arrive? "
@@ -460,7 +466,8 @@ def _summary(draft: Draft, tr: Translator) -> str:
         tr.gettext("Team: %(team)s") % {"team": draft.team_name},
         tr.gettext("Language: %(language)s")
         % {"language": f"{_language_name(draft.locale)} ({draft.locale})"},
-        tr.gettext("Time zone: %(timezone)s") % {"timezone": draft.timezone},
+        tr.gettext("Time zone: %(timezone)s")
+        % {"timezone": timezones.with_id(draft.timezone, tr.locale)},
         tr.gettext("Send time: %(time)s") % {"time": tr.time(draft.send_time)},
         tr.gettext("Can become pregnant: %(answer)s") % {"answer": _yes_no(draft.cbp, tr)},
         tr.gettext("Has a cervix: %(answer)s") % {"answer": _yes_no(draft.cervix, tr)},
@@ -548,7 +555,8 @@ async def _set_language(draft: Draft, value: str, tr: Translator, context: BotCo
 
 
 async def _set_timezone(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
-    draft.timezone = parse_timezone(value).key
+    # A pressed button's id goes through the parser like a typed city.
+    draft.timezone = timezones.parse(value, tr.locale, ids=True).key
 
 
 async def _set_send_time(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
@@ -671,7 +679,7 @@ async def enroll_language(update: Update, context: BotContext) -> int:
 
 @requires(Role.COORDINATOR)
 async def enroll_timezone(update: Update, context: BotContext) -> int:
-    """The patient's IANA time zone."""
+    """The patient's time zone: a button, a city or an IANA id."""
     return await _answer(update, context, Step.TIMEZONE, _set_timezone)
 
 

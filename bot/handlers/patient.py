@@ -27,7 +27,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import messages
+from bot import messages, timezones
 from bot.auth import allows, role_of
 from bot.calendar import plan_calendar
 from bot.context import BotContext
@@ -41,6 +41,7 @@ from bot.handlers.common import (
     user_translator,
 )
 from bot.i18n import Translator, available_locales, translator
+from bot.menus import PATIENT_COMMANDS
 from bot.texts import KIND_TITLES
 from scheduler import patient_data, store
 from scheduler.alerts import AlertKind
@@ -51,7 +52,7 @@ from scheduler.outbox import alert_reached
 from scheduler.planner import PlanItem
 from scheduler.protocol import EARLIEST_SEND_TIME, LATEST_SEND_TIME, Kind
 from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus, Role
-from scheduler.validation import check_locale, parse_send_time, parse_timezone
+from scheduler.validation import check_locale, parse_send_time
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ CONVERSATION_TIMEOUT = timedelta(minutes=10)
 CANCEL = "/cancel"
 # Offered as reply-keyboard buttons; a press sends the text, so typing works the same way.
 TIME_CHOICES = ("07:30", "08:00", "08:30", "09:00", "12:00", "18:00", "19:00", "20:00")
+# Offered after the zones of the patient's language (bot.timezones.REGION_ZONES).
 COMMON_TIMEZONES = (
     "Europe/London",
     "Europe/Dublin",
@@ -85,13 +87,18 @@ COMMON_TIMEZONES = (
     "Europe/Amsterdam",
     "Europe/Warsaw",
     "Europe/Athens",
+    "Europe/Kyiv",
     "Europe/Istanbul",
+    "Europe/Moscow",
+    "Africa/Cairo",
+    "Asia/Riyadh",
+    "Asia/Tehran",
+    "Asia/Dubai",
     "America/New_York",
     "America/Chicago",
     "America/Denver",
     "America/Los_Angeles",
     "America/Sao_Paulo",
-    "Asia/Dubai",
     "Australia/Sydney",
 )
 # Longer input cannot be valid; cutting it keeps an error message that quotes it short.
@@ -137,7 +144,7 @@ def _own_chat(update: Update) -> bool:
     return user is not None and chat is not None and chat.id == user.id
 
 
-def _invite_only(tr: Translator) -> str:
+def invite_only(tr: Translator) -> str:
     return tr.gettext(
         "This bot sends treatment reminders to patients invited by their care team. "
         "Please ask your care team for an invite."
@@ -146,7 +153,7 @@ def _invite_only(tr: Translator) -> str:
 
 async def _refuse(update: Update, context: BotContext) -> None:
     """The one answer for anyone who is not (or no longer) a patient; nothing is stored."""
-    await reply(update, _invite_only(user_translator(update.effective_user, context)))
+    await reply(update, invite_only(user_translator(update.effective_user, context)))
 
 
 def _coming_up(coming: Sequence[Reminder], patient: Patient, tr: Translator) -> str:
@@ -341,31 +348,28 @@ async def help_command(update: Update, context: BotContext) -> None:
         patient = await current_patient(session, update)
     if patient is not None:
         tr = translator(patient.locale)
-        await reply(
-            update,
-            "\n".join(
-                [
-                    tr.gettext("What you can do:"),
-                    tr.gettext("/next: your next reminders"),
-                    tr.gettext("/time: change the time of your reminders"),
-                    tr.gettext("/timezone: change your time zone"),
-                    tr.gettext("/language: change the language"),
-                    tr.gettext("/calendar: your reminders as a calendar file"),
-                    tr.gettext("/mydata: what is stored about you"),
-                    tr.gettext("/stop: stop all reminders"),
-                    tr.gettext("/forget: stop and erase your data"),
-                    "",
-                    tr.gettext(messages.FOOTER),
-                ]
-            ),
-        )
+        await reply(update, patient_help(tr))
         return
     tr = user_translator(update.effective_user, context)
     role = await role_of(update, context)
     if role is None:
-        await reply(update, _invite_only(tr))
+        await reply(update, invite_only(tr))
         return
     await reply(update, staff_help(role, tr))
+
+
+def patient_help(tr: Translator) -> str:
+    """What a patient can do: the commands of their menu, and where to turn in an emergency."""
+    lines = [tr.gettext("What you can do:")]
+    lines += [f"/{name}: {tr.gettext(text)}" for name, text in PATIENT_COMMANDS if name != "help"]
+    lines += [
+        "",
+        tr.gettext(
+            "This bot does not replace your MS team or emergency services. In an "
+            "emergency, call your local emergency number."
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def staff_help(role: Role, tr: Translator) -> str:
@@ -383,11 +387,13 @@ def staff_help(role: Role, tr: Translator) -> str:
             tr.gettext("/pause LABEL, /resume LABEL: stop or restart reminders"),
             tr.gettext("/invite LABEL: a new invite link"),
             tr.gettext("/cervix LABEL yes|no: cervical screening in the yearly reminder"),
+            tr.gettext("/forget LABEL: erase a patient"),
         ]
     if allows(role, Role.ADMIN):
         lines += [
             tr.gettext("/grant USER_ID ROLE: give a staff role"),
             tr.gettext("/revoke USER_ID: remove a staff role"),
+            tr.gettext("/team: care teams and who is in them"),
         ]
     return "\n".join(lines)
 
@@ -540,10 +546,10 @@ async def _preference_received(
     context: BotContext,
     *,
     state: int,
-    parse: Callable[[str], T],
+    parse: Callable[[str, Translator], T],
     limit: int,
     prompt: Callable[[Translator], str],
-    keyboard: ReplyKeyboardMarkup,
+    keyboard: Callable[[Translator], ReplyKeyboardMarkup],
     change: Callable[[T], dict[str, Any]],
     done: Callable[[Translator, T], str],
 ) -> int:
@@ -558,10 +564,10 @@ async def _preference_received(
         return ConversationHandler.END
     tr = translator(patient.locale)
     try:
-        value = parse(_clip(update.message.text, limit))
+        value = parse(_clip(update.message.text, limit), tr)
     except ValidationError as error:
         await reply(
-            update, "\n".join([error.render(tr.gettext), prompt(tr)]), reply_markup=keyboard
+            update, "\n".join([error.render(tr.gettext), prompt(tr)]), reply_markup=keyboard(tr)
         )
         return state
     changed = await _change(update, context, **change(value))
@@ -578,10 +584,10 @@ async def time_received(update: Update, context: BotContext) -> int:
         update,
         context,
         state=ASKING_TIME,
-        parse=parse_send_time,
+        parse=lambda text, tr: parse_send_time(text),
         limit=MAX_TIME_INPUT,
         prompt=_time_prompt,
-        keyboard=_choices(TIME_CHOICES, per_row=4),
+        keyboard=lambda tr: _choices(TIME_CHOICES, per_row=4),
         change=lambda send_time: {"send_time": send_time},
         done=lambda tr, send_time: (
             tr.gettext("Your reminders now come at %(time)s.") % {"time": tr.time(send_time)}
@@ -590,12 +596,19 @@ async def time_received(update: Update, context: BotContext) -> int:
 
 
 def _timezone_prompt(tr: Translator) -> str:
-    # TRANSLATORS: keep America/New_York and /cancel as they are: a technical name and a
-    # command.
+    # TRANSLATORS: keep /cancel as it is: a command. The bot knows the cities' names in
+    # this language.
     return tr.gettext(
-        "Choose your time zone below or send its name, for example America/New_York, "
-        "or /cancel to keep it."
+        "Choose your time zone below, or type the name of your city or of a large city near "
+        "you, or send /cancel to keep it."
     )
+
+
+def _timezone_keyboard(tr: Translator) -> ReplyKeyboardMarkup:
+    """The zones of the patient's language first, each by its city in that language; a
+    press sends the name, which goes through the same parser as a typed one."""
+    zones = timezones.offered(tr.locale, COMMON_TIMEZONES)
+    return _choices([timezones.city(zone, tr.locale) for zone in zones], per_row=2)
 
 
 async def timezone_command(update: Update, context: BotContext) -> int:
@@ -610,11 +623,12 @@ async def timezone_command(update: Update, context: BotContext) -> int:
         update,
         "\n".join(
             [
-                tr.gettext("Your time zone is %(timezone)s.") % {"timezone": patient.timezone},
+                tr.gettext("Your time zone is %(timezone)s.")
+                % {"timezone": timezones.place(patient.timezone, tr.locale)},
                 _timezone_prompt(tr),
             ]
         ),
-        reply_markup=_choices(COMMON_TIMEZONES, per_row=2),
+        reply_markup=_timezone_keyboard(tr),
     )
     return ASKING_TIMEZONE
 
@@ -625,13 +639,14 @@ async def timezone_received(update: Update, context: BotContext) -> int:
         update,
         context,
         state=ASKING_TIMEZONE,
-        parse=parse_timezone,
+        parse=lambda text, tr: timezones.parse(text, tr.locale),
         limit=MAX_TIMEZONE_INPUT,
         prompt=_timezone_prompt,
-        keyboard=_choices(COMMON_TIMEZONES, per_row=2),
+        keyboard=_timezone_keyboard,
         change=lambda zone: {"timezone": zone},
         done=lambda tr, zone: (
-            tr.gettext("Your time zone is now %(timezone)s.") % {"timezone": zone.key}
+            tr.gettext("Your time zone is now %(timezone)s.")
+            % {"timezone": timezones.place(zone.key, tr.locale)}
         ),
     )
 
@@ -696,7 +711,8 @@ async def calendar_command(update: Update, context: BotContext) -> None:
     # label stays out of the file.
     ics = plan_calendar(
         [_calendar_item(reminder, zone) for reminder in reminders],
-        gettext=tr.gettext,
+        tr=tr,
+        cervix=patient.cervix,
         stamp=context.clock.now(),
         uid_scope=f"patient-{patient.id}",
     )

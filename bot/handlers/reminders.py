@@ -66,8 +66,11 @@ async def reminder_button(update: Update, context: BotContext) -> None:
         await reply(update, messages.snooze_limit_text(tr))
         return
     if action is Action.SYMPTOMS:
-        # The urgent help first; "we have told your team" only once someone was told.
+        # The urgent help first; "we have told your team" only once someone was told. The
+        # buttons go: the answer is recorded for the whole message.
         await reply(update, messages.symptoms_text(tr))
+        if query.message is not None:
+            await query.edit_message_reply_markup(reply_markup=None)
         await send_alerts_now(context, answered.patient.id)
         async with reading(context.sessions) as session:
             told = await alert_reached(

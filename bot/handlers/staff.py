@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from scheduler.errors import N_, ValidationError
 from scheduler.protocol import Kind
 from scheduler.statuses import ReminderStatus, Role
 
-PAGE_SIZE = 5
+log = logging.getLogger(__name__)
+PAGE_SIZE = 10
 PAGE_PREFIX = "deliveries:page:"
 LISTING_KEY = "deliveries_listing"
 # Keeps a page inside Telegram's 4096 characters even for items retried many times.
@@ -308,6 +310,14 @@ def parse_revoke_args(args: Sequence[str]) -> int:
     return _user_id(args[0])
 
 
+async def _sync_menus(context: BotContext) -> None:
+    """The changed role's menu at once (a failure is left to the next sync)."""
+    try:
+        await context.menus.sync()
+    except Exception as error:
+        log.warning("menus left to the next sync: %s", type(error).__name__)
+
+
 @requires(Role.ADMIN)
 async def grant(update: Update, context: BotContext) -> None:
     """``/grant USER_ID ROLE``: give someone a staff role, replacing the one they had."""
@@ -327,6 +337,7 @@ async def grant(update: Update, context: BotContext) -> None:
         await store.grant(
             session, user_id=user_id, role=role, actor=f"user:{admin.id}", now=context.clock.now()
         )
+    await _sync_menus(context)
     await reply(
         update,
         # TRANSLATORS: %(role)s stays in English: admin, coordinator or staff.
@@ -357,6 +368,7 @@ async def revoke(update: Update, context: BotContext) -> None:
         text = tr.gettext("User %(user)d no longer has a staff role.")
     else:
         text = tr.gettext("User %(user)d has no staff role.")
+    await _sync_menus(context)
     await reply(update, text % {"user": user_id})
 
 

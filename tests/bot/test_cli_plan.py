@@ -1,12 +1,15 @@
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 from icalendar import Calendar
 
 from bot.cli import main
+from bot.i18n import translator
+from scheduler.protocol import Kind
+from tests.bot.calendar_checks import Expected, check_reminder_calendar
 
 WORKED = ["plan", "--course", "2026-01-05", "--course", "2027-01-04:3"]
 BERLIN = [*WORKED, "--timezone", "Europe/Berlin", "--send-time", "09:00"]
@@ -61,6 +64,33 @@ def test_ics_is_a_valid_calendar_with_stable_uids(capsys: pytest.CaptureFixture[
     start = events[0].decoded("dtstart")
     assert start.tzinfo is not None
     assert Calendar.from_ical(first).walk("VTIMEZONE")
+
+
+@pytest.mark.parametrize(
+    ("locale", "flags", "cervix"),
+    [
+        (None, [], False),  # English unless --locale says otherwise
+        ("ru", ["--cbp"], True),
+        ("ar", ["--cbp", "--no-cervix"], False),
+    ],
+)
+def test_ics_events_remind_with_the_message_in_the_chosen_language(
+    locale: str | None, flags: list[str], cervix: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    language = ["--locale", locale] if locale else []
+    code, ics, err = run([*BERLIN, *flags, *language, "--format", "ics"], capsys)
+    assert (code, err) == (0, "")
+    _, listed, _ = run([*BERLIN, *flags, "--format", "json"], capsys)
+    expected = {
+        f"plan-{item['kind']}-{item['occurrence']}@remindbot": Expected(
+            Kind(item["kind"]),
+            date.fromisoformat(item["about"]) if item["about"] else None,
+            datetime.fromisoformat(item["due"]),
+        )
+        for item in json.loads(listed)
+    }
+    tr = translator(locale or "en")
+    check_reminder_calendar(ics.encode(), expected, tr=tr, cervix=cervix, zone="Europe/Berlin")
 
 
 @pytest.mark.parametrize(

@@ -40,14 +40,21 @@ async def count(harness: Harness, model: type, *where: ColumnElement[bool]) -> i
 
 
 async def nothing_answered(harness: Harness, user: FakeUser, words: str) -> None:
-    """``words`` get no reply: the bot handles updates one by one, so the first reply after
-    it is the one to a command sent right behind it."""
+    """``words`` are not taken as an answer: at most the answer any text gets (the staff
+    help, bot/handlers/fallback.py) comes before the reply to a command sent right behind
+    them (the bot handles updates one by one)."""
     before = len(harness.api.messages(user.id))
     await harness.api.send_text(user, words)
     await harness.api.send_text(user, "/patient")
-    reply = await harness.api.wait_for_message(user.id, count=before + 1)
+    while not any(
+        (m.text or "").startswith("Use /patient LABEL")
+        for m in harness.api.messages(user.id)[before:]
+    ):
+        await harness.api.wait_for_message(user.id, count=len(harness.api.messages(user.id)) + 1)
+    *other, reply = harness.api.messages(user.id)[before:]
     assert reply.text is not None
     assert reply.text.startswith("Use /patient LABEL"), reply.text
+    assert all((m.text or "").startswith("Staff commands:") for m in other), other
 
 
 def text(message: SentMessage) -> str:
@@ -88,7 +95,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     [again] = await bot.say(CORA, "Mars/Olympus_Mons")
     assert "Mars/Olympus_Mons is not a known time zone" in text(again)
 
-    [send_time] = await bot.press(CORA, again, "Europe/Berlin")
+    [send_time] = await bot.press(CORA, again, "Berlin (Europe/Berlin)")
     assert "At what local time" in text(send_time)
     [again] = await bot.say(CORA, "22:30")
     assert "The send time 22:30 is outside 07:00–21:00." in text(again)
@@ -138,7 +145,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
         "Label: MS-100",
         "Team: default",
         "Language: English (en)",
-        "Time zone: Europe/Berlin",
+        "Time zone: Berlin (Europe/Berlin)",
         "Send time: 8:30\u202fAM",
         "Can become pregnant: Yes",
         "Has a cervix: No",
@@ -185,6 +192,67 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     [welcome] = await bot.press(PETER, consent, "I agree")
     assert text(welcome).startswith("Thank you.")
     assert "They come at 8:30\u202fAM, Europe/Berlin time." in text(welcome)
+
+
+async def test_enrolment_time_zone_typed_as_a_city(bot: Harness) -> None:
+    await bot.say(CORA, "/enroll")
+    await bot.say(CORA, "MS-110")
+    [timezone] = await bot.say(CORA, "ru")
+    # The patient's language decides the zones offered first; the coordinator reads each
+    # by its city in their own language, with the id.
+    assert [b.text for b in timezone.buttons] == [
+        "Moscow (Europe/Moscow)",
+        "Kaliningrad (Europe/Kaliningrad)",
+        "Samara (Europe/Samara)",
+        "Yekaterinburg (Asia/Yekaterinburg)",
+        "Omsk (Asia/Omsk)",
+        "Novosibirsk (Asia/Novosibirsk)",
+        "Berlin (Europe/Berlin)",
+        "London (Europe/London)",
+        "Paris (Europe/Paris)",
+        "New York (America/New_York)",
+    ]
+    assert timezone.button("Moscow (Europe/Moscow)").callback_data == "enrol:tz:Europe/Moscow"
+    [again] = await bot.say(CORA, "berlni")
+    assert text(again).startswith(
+        "berlni is not a known time zone. Did you mean Berlin (Europe/Berlin)?"
+    )
+    [send_time] = await bot.say(CORA, "berlin")
+    assert "At what local time" in text(send_time)
+    for answer in ["09:00", "no", "no", "2026-01-05", "5"]:
+        await bot.say(CORA, answer)
+    [course2] = bot.api.messages(CORA.id)[-1:]
+    [summary] = await bot.press(CORA, course2, "Skip")
+    assert "Time zone: Berlin (Europe/Berlin)" in text(summary).splitlines()
+    await bot.press(CORA, summary, "Confirm", replies=2)
+    async with bot.sessions() as session:
+        patient = await store.patient_by_label(session, label="MS-110")
+        assert patient is not None
+        assert (patient.locale, patient.timezone) == ("ru", "Europe/Berlin")
+
+
+async def test_enrolment_time_zone_buttons_are_checked(bot: Harness) -> None:
+    await bot.say(CORA, "/enroll")
+    await bot.say(CORA, "MS-120")
+    [timezone] = await bot.say(CORA, "de")
+    assert [b.text for b in timezone.buttons] == [
+        "Berlin (Europe/Berlin)",
+        "Vienna (Europe/Vienna)",
+        "Zurich (Europe/Zurich)",
+        "London (Europe/London)",
+        "Paris (Europe/Paris)",
+        "New York (America/New_York)",
+    ]
+    # Callback data is not trusted: a forged zone is refused like a typed one.
+    before = len(bot.api.messages(CORA.id))
+    forged = await bot.api.press_button(CORA, timezone, "enrol:tz:Mars/Base", forge=True)
+    await bot.api.wait_for_answer(forged)
+    again = await bot.api.wait_for_message(CORA.id, count=before + 1)
+    assert text(again).startswith("Mars/Base is not a known time zone.")
+    assert "Which time zone" in text(again)
+    [send_time] = await bot.press(CORA, again, "Vienna (Europe/Vienna)")
+    assert "At what local time" in text(send_time)
+    assert bot.app.user_data[CORA.id][coordinator.ENROL_KEY].timezone == "Europe/Vienna"
 
 
 async def go_to_summary(harness: Harness, label: str = "MS-200") -> SentMessage:
@@ -267,7 +335,7 @@ async def test_cancel_button_and_cancel_command_leave_nothing(bot: Harness) -> N
 
     # Later answers are not answers any more, and old buttons say so.
     await nothing_answered(bot, CORA, "Europe/Berlin")
-    press = await bot.api.press_button(CORA, timezone, text="Europe/Berlin")
+    press = await bot.api.press_button(CORA, timezone, text="Berlin (Europe/Berlin)")
     answer = await bot.api.wait_for_answer(press)
     assert answer["text"] == "This button is no longer active."
     assert await count(bot, Patient) == 0

@@ -106,13 +106,18 @@ async def test_snooze_from_an_old_message_is_refused(harness: Harness) -> None:
 
 async def test_symptoms_alert_the_coordinator_at_once(harness: Harness) -> None:
     message = await labs_message(harness)
+    [symptoms] = [b.callback_data for b in message.buttons if b.text == "I have symptoms"]
     [urgent, told] = await harness.press(ANNA, message, "I have symptoms", replies=2)
     assert urgent.text.startswith("If this is an emergency, call your local emergency number now.")
     assert told.text == "We have told your MS team that you reported symptoms."
+    assert message.buttons == []  # recorded for the whole message: its buttons are gone
     alert = await harness.api.wait_for_message(COORDINATOR.id)
     assert alert.text.startswith("Patient MS-001 reported symptoms")
     assert "Monthly blood and urine tests" in alert.text
-    [again] = await harness.press(ANNA, message, "I have symptoms")
+    seen = len(harness.api.messages(ANNA.id))
+    press = await harness.api.press_button(ANNA, message, symptoms, forge=True)  # a stale one
+    await harness.api.wait_for_answer(press)
+    again = await harness.api.wait_for_message(ANNA.id, count=seen + 1)
     assert again.text == "You have already answered this reminder. Thank you."
     assert len(harness.api.messages(COORDINATOR.id)) == 1
 

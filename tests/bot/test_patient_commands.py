@@ -11,9 +11,11 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import func, select, update
 
+from bot import messages
 from bot.handlers import patient as patient_handlers
-from bot.i18n import available_locales
+from bot.i18n import available_locales, translator
 from scheduler import store
+from scheduler.errors import TimezoneNearMiss
 from scheduler.models import (
     AuditEvent,
     Consent,
@@ -24,7 +26,9 @@ from scheduler.models import (
     Patient,
     Reminder,
 )
+from scheduler.protocol import Kind
 from scheduler.statuses import UNSENT, PatientStatus, ReminderStatus
+from tests.bot.calendar_checks import Expected, check_reminder_calendar
 from tests.bot.conftest import Harness
 from tests.fake_bot_api import FakeUser, Fault, SentMessage
 
@@ -35,6 +39,10 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 NNBSP = "\u202f"  # CLDR's narrow no-break space in "9:00 AM"
 NEUTRAL = "Please ask your care team for an invite."
+TIMEZONE_PROMPT = (
+    "Choose your time zone below, or type the name of your city or of a large city near "
+    "you, or send /cancel to keep it."
+)
 
 NEXT_FIVE = [
     f"• December 29, 2025, 9:00{NNBSP}AM: Treatment course coming up",
@@ -207,8 +215,9 @@ async def test_bad_times_in_a_row_then_cancel_changes_nothing(harness: Harness) 
     [cancelled] = await harness.say(PAT, "/cancel")
     assert text(cancelled) == "OK, nothing has changed."
     assert cancelled.reply_markup == {"remove_keyboard": True}
-    # The conversation is over: a time typed now is not taken (the next reply is /next's).
-    await harness.api.send_text(PAT, "08:30")
+    # The conversation is over: a time typed now is not taken, only answered as any text.
+    [answer] = await harness.say(PAT, "08:30")
+    assert text(answer).startswith("Messages sent here are not read by anyone.")
     [shown] = await harness.say(PAT, "/next")
     assert lines(shown)[1:] == NEXT_FIVE
     assert (await stored_patient(harness, patient_id)).send_time == time(9)
@@ -237,9 +246,9 @@ async def test_timezone_typed_moves_unsent_reminders(harness: Harness) -> None:
     patient_id = await consented(harness)
     sent_id = await mark_first_sent(harness, patient_id)
     [prompt] = await harness.say(PAT, "/timezone")
-    assert lines(prompt)[0] == "Your time zone is Europe/Berlin."
+    assert lines(prompt)[0] == "Your time zone is Germany (Berlin)."
     [done] = await harness.say(PAT, "  America/New_York ")
-    assert lines(done)[0] == "Your time zone is now America/New_York."
+    assert lines(done)[0] == "Your time zone is now United States (New York)."
     assert done.reply_markup == {"remove_keyboard": True}
     [shown] = await harness.say(PAT, "/next")
     assert lines(shown)[:2] == [
@@ -253,29 +262,27 @@ async def test_timezone_chosen_with_a_button(harness: Harness) -> None:
     patient_id = await consented(harness)
     sent_id = await mark_first_sent(harness, patient_id)
     [prompt] = await harness.say(PAT, "/timezone")
-    choice = prompt.button("America/New_York")
+    choice = prompt.button("New York")
     assert choice.callback_data is None  # a reply-keyboard button sends its text
-    assert "Europe/Berlin" in [button.text for button in prompt.buttons]
+    assert "Berlin" in [button.text for button in prompt.buttons]
     [done] = await harness.say(PAT, choice.text)
-    assert lines(done)[0] == "Your time zone is now America/New_York."
+    assert lines(done)[0] == "Your time zone is now United States (New York)."
     await assert_moved_to_new_york(harness, patient_id, sent_id)
 
 
 async def test_bad_timezone_is_explained_and_asked_again(harness: Harness) -> None:
     patient_id = await consented(harness)
     await harness.say(PAT, "/timezone")
-    for typed, shown in [
-        ("Mars/Olympus_Mons", "Mars/Olympus_Mons"),
-        ("berlin", "berlin"),
-        ("x" * 200, "x" * 64 + "…"),
+    for typed, reason in [
+        ("Mars/Olympus_Mons", "Mars/Olympus_Mons is not a known time zone. Use a name such as"),
+        ("berlni", "berlni is not a known time zone. Did you mean Berlin?"),
+        ("kairo", "kairo is not a known time zone. Did you mean Kirov or Cairo?"),
+        ("x" * 200, "x" * 64 + "… is not a known time zone. Use a name such as"),
     ]:
         [answer] = await harness.say(PAT, typed)
-        assert lines(answer) == [
-            f"{shown} is not a known time zone. Use a name such as Europe/Berlin.",
-            "Choose your time zone below or send its name, for example America/New_York, "
-            "or /cancel to keep it.",
-        ]
-        assert "America/New_York" in [button.text for button in answer.buttons]
+        assert lines(answer)[0].startswith(reason)
+        assert lines(answer)[1:] == [TIMEZONE_PROMPT]
+        assert "New York" in [button.text for button in answer.buttons]
     assert (await stored_patient(harness, patient_id)).timezone == "Europe/Berlin"
     [shown_next] = await harness.say(PAT, "/next")
     assert lines(shown_next)[1:] == NEXT_FIVE
@@ -285,6 +292,127 @@ async def test_bad_timezone_is_explained_and_asked_again(harness: Harness) -> No
     [done] = await harness.say(PAT, "10:00")
     assert lines(done)[0] == f"Your reminders now come at 10:00{NNBSP}AM."
     assert (await stored_patient(harness, patient_id)).timezone == "Europe/Berlin"
+
+
+async def consented_in(harness: Harness, locale: str) -> int:
+    """Enrol MS-001 in ``locale``, consent as PAT; the patient's id."""
+    harness.api.add_user(COORDINATOR)
+    enrolled = await harness.enroll(locale=locale, coordinator_id=COORDINATOR.id)
+    [consent] = await harness.say(PAT, f"/start {enrolled.invite_token}")
+    await harness.press(PAT, consent, translator(locale).gettext(messages.ACCEPT))
+    return enrolled.patient_id
+
+
+def keyboard_rows(message: SentMessage) -> list[list[str]]:
+    return [[button.text for button in row] for row in message.keyboard]
+
+
+# The /timezone keyboards: the zones of the patient's language, then the common ones not
+# among them, each by its city as CLDR writes it in that language.
+REGION_EN = ["London", "Dublin", "New York", "Chicago", "Denver", "Los Angeles", "Toronto"]
+REGION_EN += ["Vancouver", "Sydney", "Auckland"]
+COMMON_EN = ["Lisbon", "Madrid", "Paris", "Berlin", "Rome", "Amsterdam", "Warsaw", "Athens"]
+COMMON_EN += ["Kyiv", "Istanbul", "Moscow", "Cairo", "Riyadh", "Tehran", "Dubai", "São Paulo"]
+REGION_RU = ["Москва", "Калининград", "Самара", "Екатеринбург", "Омск", "Новосибирск"]
+REGION_RU += ["Иркутск", "Якутск", "Владивосток", "Магадан", "Петропавловск-Камчатский"]
+REGION_RU += ["Минск", "Алматы"]
+COMMON_RU = ["Лондон", "Дублин", "Лиссабон", "Мадрид", "Париж", "Берлин", "Рим", "Амстердам"]
+COMMON_RU += ["Варшава", "Афины", "Киев", "Стамбул", "Каир", "Эр-Рияд", "Тегеран", "Дубай"]
+COMMON_RU += ["Нью-Йорк", "Чикаго", "Денвер", "Лос-Анджелес", "Сан-Паулу", "Сидней"]
+REGION_AR = ["الرياض", "القاهرة", "دبي", "الكويت", "قطر", "بغداد", "عمّان", "بيروت", "دمشق"]
+REGION_AR += ["الدار البيضاء", "الجزائر", "تونس"]
+COMMON_AR = ["لندن", "دبلن", "لشبونة", "مدريد", "باريس", "برلين", "روما", "أمستردام"]
+COMMON_AR += ["وارسو", "أثينا", "كييف", "إسطنبول", "موسكو", "طهران", "نيويورك", "شيكاغو"]
+COMMON_AR += ["دنفر", "لوس انجلوس", "ساو باولو", "سيدني"]
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        (
+            "en",
+            [*REGION_EN, *COMMON_EN],
+        ),
+        (
+            "ru",
+            [*REGION_RU, *COMMON_RU],
+        ),
+        (
+            "ar",
+            [*REGION_AR, *COMMON_AR],
+        ),
+    ],
+)
+async def test_timezone_keyboard_offers_the_patients_region_first(
+    harness: Harness, locale: str, expected: list[str]
+) -> None:
+    await consented_in(harness, locale)
+    tr = translator(locale)
+    [prompt] = await harness.say(PAT, "/timezone")
+    assert lines(prompt)[0] == tr.gettext("Your time zone is %(timezone)s.") % {
+        "timezone": {"en": "Germany (Berlin)", "ru": "Германия (Берлин)", "ar": "ألمانيا (برلين)"}[
+            locale
+        ]
+    }
+    rows = keyboard_rows(prompt)
+    assert rows[-1] == ["/cancel"]
+    assert all(len(row) <= 2 for row in rows)
+    assert [label for row in rows[:-1] for label in row] == expected
+    assert prompt.reply_markup is not None
+    assert prompt.reply_markup["one_time_keyboard"] is True
+
+
+@pytest.mark.parametrize(
+    ("locale", "typed", "zone", "shown"),
+    [
+        ("en", "kiev", "Europe/Kyiv", "Ukraine (Kyiv)"),
+        ("ru", "kiev", "Europe/Kyiv", "Украина (Киев)"),
+        ("ru", "Москва", "Europe/Moscow", "Россия (Москва)"),
+        ("ar", "القاهرة", "Africa/Cairo", "مصر (القاهرة)"),
+        ("ar", "pacific/kiritimati", "Pacific/Kiritimati", "كيريباتي (كيريتي ماتي)"),
+    ],
+)
+async def test_timezone_typed_as_a_city_in_any_case(
+    harness: Harness, locale: str, typed: str, zone: str, shown: str
+) -> None:
+    patient_id = await consented_in(harness, locale)
+    await harness.say(PAT, "/timezone")
+    [done] = await harness.say(PAT, typed)
+    tr = translator(locale)
+    assert lines(done)[0] == tr.gettext("Your time zone is now %(timezone)s.") % {"timezone": shown}
+    assert done.reply_markup == {"remove_keyboard": True}
+    assert (await stored_patient(harness, patient_id)).timezone == zone
+
+
+@pytest.mark.parametrize(
+    ("locale", "typed", "suggestions", "first"),
+    [
+        ("en", "moskow", "Moscow", "Europe/Moscow"),
+        ("ru", "Моска", "Москва", "Europe/Moscow"),
+        ("ru", "kairo", "Киров или Каир", "Europe/Kirov"),
+        ("ar", "moskow", "موسكو", "Europe/Moscow"),
+    ],
+)
+async def test_timezone_near_miss_suggests_and_changes_nothing(
+    harness: Harness, locale: str, typed: str, suggestions: str, first: str
+) -> None:
+    patient_id = await consented_in(harness, locale)
+    [prompt] = await harness.say(PAT, "/timezone")
+    [answer] = await harness.say(PAT, typed)
+    tr = translator(locale)
+    # Right-to-left text keeps what was typed whole, as it does dates.
+    value = f"\u2068{typed}\u2069" if locale == "ar" else typed
+    assert lines(answer)[0] == tr.gettext(TimezoneNearMiss.template) % {
+        "value": value,
+        "suggestions": suggestions,
+    }
+    assert keyboard_rows(answer) == keyboard_rows(prompt)  # asked again
+    assert (await stored_patient(harness, patient_id)).timezone == "Europe/Berlin"
+    assert await count(harness, AuditEvent, AuditEvent.action == "preferences") == 0
+    # The first suggestion, typed, is taken.
+    [done] = await harness.say(PAT, suggestions.split(" ")[0])
+    assert done.reply_markup == {"remove_keyboard": True}
+    assert (await stored_patient(harness, patient_id)).timezone == first
 
 
 # --- /language -----------------------------------------------------------------------------
@@ -366,6 +494,30 @@ async def test_calendar_has_one_event_per_upcoming_reminder(harness: Harness) ->
     assert str(first["SUMMARY"]) == "Treatment course coming up"
     assert first.decoded("DTSTART") == datetime(2026, 1, 4, 9, tzinfo=BERLIN)
     assert b"MS-001" not in sent.file.data
+
+
+@pytest.mark.parametrize(("locale", "cbp"), [("en", False), ("ru", True), ("ar", True)])
+async def test_calendar_events_remind_with_the_message_in_the_patients_language(
+    harness: Harness, locale: str, cbp: bool
+) -> None:
+    harness.api.add_user(COORDINATOR)
+    enrolled = await harness.enroll(locale=locale, cbp=cbp, coordinator_id=COORDINATOR.id)
+    tr = translator(locale)
+    [consent] = await harness.say(PAT, f"/start {enrolled.invite_token}")
+    await harness.press(PAT, consent, tr.gettext(messages.ACCEPT))
+    patient = await stored_patient(harness, enrolled.patient_id)
+    assert (patient.locale, patient.cervix) == (locale, cbp)
+    [sent] = await harness.say(PAT, "/calendar")
+    assert sent.file is not None
+    unsent = [r for r in (await reminders(harness, patient.id)).values() if r.status in UNSENT]
+    expected = {
+        f"patient-{patient.id}-{r.kind}-{r.occurrence}@remindbot": Expected(
+            Kind(r.kind), r.about, r.due_at
+        )
+        for r in unsent
+    }
+    assert len(expected) > 60
+    check_reminder_calendar(sent.file.data, expected, tr=tr, cervix=cbp, zone="Europe/Berlin")
 
 
 # --- /mydata -------------------------------------------------------------------------------

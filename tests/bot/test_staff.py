@@ -119,16 +119,12 @@ async def turn(harness: Harness, user: FakeUser, listing: SentMessage, button: s
 async def test_deliveries_pages_with_buttons(log: Harness) -> None:
     [listing] = await log.say(SAM, "/deliveries")
     assert listing.text is not None
-    assert listing.text.startswith("Deliveries due so far, newest first: 1–5 of 14")
+    assert listing.text.startswith("Deliveries due so far, newest first: 1–10 of 14")
     assert [b.text for b in listing.buttons] == ["▶"]
     # Newest due first; the patients' post-infusion warnings of January 8 lead.
-    assert listing.text.count("After your infusion: warning signs") == 5
+    assert listing.text.count("After your infusion: warning signs") == 8
     assert "Due: January 8, 2026, 6:00\u202fPM (Europe/Berlin)" in listing.text
     assert "Status: planned" in listing.text
-
-    await turn(log, SAM, listing, "▶")
-    assert listing.text.startswith("Deliveries due so far, newest first: 6–10 of 14")
-    assert [b.text for b in listing.buttons] == ["◀", "▶"]
     assert "Anti-herpes medicine — MS-002" in listing.text
     assert "Status: sent (1 attempt)" in listing.text
     assert f"• sent: January 5, 2026, {NINE}" in listing.text
@@ -149,17 +145,20 @@ async def test_deliveries_pages_with_buttons(log: Harness) -> None:
     assert "• acknowledged: December 29, 2025, 10:30\u202fAM" in listing.text
 
     await turn(log, SAM, listing, "◀")
-    assert listing.text.startswith("Deliveries due so far, newest first: 6–10 of 14")
+    assert listing.text.startswith("Deliveries due so far, newest first: 1–10 of 14")
     assert len(log.api.messages(SAM.id)) == 1
 
 
 async def test_page_buttons_do_not_trust_their_data(log: Harness) -> None:
+    [filtered] = await log.say(SAM, "/deliveries MS-001")
+    assert filtered.text is not None
+    assert filtered.text.startswith("Deliveries due so far, newest first: 1–7 of 7")
+    assert "Filter: patient MS-001" in filtered.text
+    assert "MS-002" not in filtered.text
+    assert filtered.buttons == []  # one page
     [old] = await log.say(SAM, "/deliveries")
-    [listing] = await log.say(SAM, "/deliveries MS-001")
+    [listing] = await log.say(SAM, "/deliveries")
     assert listing.text is not None
-    assert listing.text.startswith("Deliveries due so far, newest first: 1–5 of 7")
-    assert "Filter: patient MS-001" in listing.text
-    assert "MS-002" not in listing.text
 
     # Pressing the page that is shown changes nothing (Telegram: "message is not modified").
     shown = listing.text
@@ -170,7 +169,7 @@ async def test_page_buttons_do_not_trust_their_data(log: Harness) -> None:
     # A page far beyond the end shows the last page.
     press = await log.api.press_button(SAM, listing, "deliveries:page:999999", forge=True)
     await log.api.wait_for_answer(press)
-    assert listing.text.startswith("Deliveries due so far, newest first: 6–7 of 7")
+    assert listing.text.startswith("Deliveries due so far, newest first: 11–14 of 14")
     assert [b.text for b in listing.buttons] == ["◀"]
 
     # Malformed pages, and the buttons of an older listing, only get a short answer.
@@ -189,7 +188,7 @@ async def test_page_buttons_do_not_trust_their_data(log: Harness) -> None:
     assert answer["text"] == "This list has expired. Send /deliveries again."
     assert listing.text == shown
     assert old.edits == []
-    assert len(log.api.messages(SAM.id)) == 2
+    assert len(log.api.messages(SAM.id)) == 3
 
     # Someone whose role was revoked cannot turn pages any more.
     async with log.sessions.begin() as session:

@@ -101,9 +101,7 @@ def test_more_than_four_courses_warns() -> None:
     assert str(warnings[0]).startswith("Course 5: more than 4 courses")
 
 
-@pytest.mark.parametrize(
-    "name", ["Mars/Base", "europe/berlin", "", "../etc/passwd", "/etc/localtime"]
-)
+@pytest.mark.parametrize("name", ["Mars/Base", "", "../etc/passwd", "/etc/localtime"])
 def test_unknown_timezone(name: str) -> None:
     with pytest.raises(UnknownTimezone):
         parse_timezone(name)
