@@ -222,12 +222,15 @@ def _tr(update: Update, context: BotContext) -> Translator:
 
 
 def _when(moment: datetime, zone: str, tr: Translator) -> str:
+    """A moment in ``zone`` (the patient's), naming the zone: coordinators see patients of
+    many zones side by side."""
     local = moment.astimezone(ZoneInfo(zone))
     # TRANSLATORS: a date and local time, e.g. "February 5, 2026, 9:00 AM".
-    return tr.gettext("%(date)s, %(time)s") % {
+    when = tr.gettext("%(date)s, %(time)s") % {
         "date": tr.date(local.date()),
         "time": tr.time(local.time()),
     }
+    return f"{when} ({timezones.city(zone, tr.locale)})"
 
 
 def _yes_no(value: bool, tr: Translator) -> str:

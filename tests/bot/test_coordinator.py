@@ -161,7 +161,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     link, photo = await bot.press(CORA, again, "Confirm", replies=2)
     assert link.text is not None
     assert link.text.startswith("MS-100 is enrolled.")
-    assert "valid until January 12, 2026, 9:00\u202fAM" in link.text
+    assert "valid until January 12, 2026, 9:00\u202fAM (Berlin)" in link.text
     assert photo.method == "sendPhoto"
     assert photo.caption == "Invite QR code for MS-100."
     assert photo.file is not None
@@ -456,10 +456,11 @@ async def test_patients_pages_with_status_next_reminder_and_adherence(bot: Harne
     lines = listing.text.splitlines()
     assert lines[0] == "Patients 1–10 of 12:"
     assert lines[1] == (
-        "• MS-001: active; next reminder December 29, 2025, 9:00\u202fAM; adherence 50%"
+        "• MS-001: active; next reminder December 29, 2025, 9:00\u202fAM (Berlin); adherence 50%"
     )
     assert lines[2] == (
-        "• MS-002: invited; next reminder December 29, 2025, 9:00\u202fAM; adherence no tests yet"
+        "• MS-002: invited; next reminder December 29, 2025, 9:00\u202fAM (Berlin); adherence no "
+        "tests yet"
     )
     assert len(lines) == 11
     assert listing.callback_data == ["patients:page:2"]
@@ -499,7 +500,7 @@ async def test_patient_detail(bot: Harness) -> None:
         "Has a cervix: Yes",
         "Course 1: January 5, 2026, 5 infusion days",
         "Adherence: 50% (1 of 2 tests confirmed)",
-        "Last acknowledgement: December 29, 2025, 9:00\u202fAM, Done "
+        "Last acknowledgement: December 29, 2025, 9:00\u202fAM (Berlin), Done "
         "(Monthly blood and urine tests)",
     ]
     assert lines[10] == "Next reminders:"
