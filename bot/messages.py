@@ -17,6 +17,7 @@ warning on one day) goes out as consecutive messages, each with the footer
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from typing import Final
@@ -334,6 +335,24 @@ def bundle_text(parts: Sequence[tuple[Kind, date | None]], *, cervix: bool, tr: 
         raise ValueError("a message needs at least one reminder")
     texts = [part_text(kind, about, cervix=cervix, tr=tr) for kind, about in parts]
     return "\n\n".join([*texts, tr.gettext(FOOTER)])
+
+
+def bundle_html(parts: Sequence[tuple[Kind, date | None]], *, cervix: bool, tr: Translator) -> str:
+    """``bundle_text`` for Telegram's HTML parse mode: each title in bold, and every text
+    (the catalogs', the dates) escaped, so that no character of a translation can break the
+    markup and keep a reminder from being sent. Telegram shows exactly ``bundle_text``."""
+    if not parts:
+        raise ValueError("a message needs at least one reminder")
+    texts = []
+    for kind, about in parts:
+        title, *lines = part_text(kind, about, cervix=cervix, tr=tr).split("\n")
+        texts.append("\n".join([f"<b>{html.escape(title, quote=False)}</b>", *lines_html(lines)]))
+    return "\n\n".join([*texts, html.escape(tr.gettext(FOOTER), quote=False)])
+
+
+def lines_html(lines: Sequence[str]) -> list[str]:
+    """Plain lines as HTML text (``<``, ``>`` and ``&`` escaped)."""
+    return [html.escape(line, quote=False) for line in lines]
 
 
 def pages(

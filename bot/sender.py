@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Final
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot import messages
@@ -139,17 +140,26 @@ class TelegramSender:
                 tr,
             )
             return await self._send(delivery.chat_id, text, nudge_keyboard(delivery, tr))
-        text = messages.bundle_text(
+        text = messages.bundle_html(
             [(part.kind, part.about) for part in delivery.parts], cervix=delivery.cervix, tr=tr
         )
-        return await self._send(delivery.chat_id, text, reminder_keyboard(delivery, tr))
+        return await self._send(
+            delivery.chat_id, text, reminder_keyboard(delivery, tr), parse_mode=ParseMode.HTML
+        )
 
     async def _send(
-        self, chat_id: int, text: str, keyboard: InlineKeyboardMarkup | None
+        self,
+        chat_id: int,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+        *,
+        parse_mode: str | None = None,
     ) -> Outcome:
         """Send, and turn Telegram's answer into an outcome (most specific error first)."""
         try:
-            message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)
+            message = await self.bot.send_message(
+                chat_id, text, reply_markup=keyboard, parse_mode=parse_mode
+            )
         except RetryAfter as error:
             wait = error.retry_after
             retry_after = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)

@@ -37,6 +37,10 @@ MESSAGE_CHARACTERS = 4000
 STATUSES = tuple(status.value for status in ReminderStatus)
 ROLES = tuple(role.value for role in Role)
 _PAGE = re.compile(rf"{PAGE_PREFIX}(\d{{1,6}})", re.ASCII)
+FILTER_PREFIX = "deliveries:status:"
+# The statuses staff look for most, offered as buttons under the log; "all" clears it.
+FILTER_STATUSES = ("failed", "retrying", "expired", "sent")
+ALL = "all"
 _USER_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 _MAX_USER_ID = 2**63 - 1  # the column is a signed 64-bit integer
 _KINDS = frozenset(kind.value for kind in Kind)
@@ -195,13 +199,32 @@ def _page_text(
     return _shorten("\n".join(lines), MESSAGE_CHARACTERS)
 
 
-def _page_keyboard(page: int, pages: int) -> InlineKeyboardMarkup | None:
-    buttons = []
+def _page_keyboard(
+    page: int, pages: int, status: str | None, tr: Translator
+) -> InlineKeyboardMarkup:
+    """◀ / ▶ when there is more than one page, then the status filters (the one in use
+    marked, "all" while one is set)."""
+    rows = []
+    arrows = []
     if page > 0:
-        buttons.append(InlineKeyboardButton("◀", callback_data=f"{PAGE_PREFIX}{page - 1}"))
+        arrows.append(InlineKeyboardButton("◀", callback_data=f"{PAGE_PREFIX}{page - 1}"))
     if page < pages - 1:
-        buttons.append(InlineKeyboardButton("▶", callback_data=f"{PAGE_PREFIX}{page + 1}"))
-    return InlineKeyboardMarkup([buttons]) if buttons else None
+        arrows.append(InlineKeyboardButton("▶", callback_data=f"{PAGE_PREFIX}{page + 1}"))
+    if arrows:
+        rows.append(arrows)
+    filters = [
+        InlineKeyboardButton(
+            f"• {name}" if name == status else name, callback_data=f"{FILTER_PREFIX}{name}"
+        )
+        for name in FILTER_STATUSES
+    ]
+    if status is not None:
+        # TRANSLATORS: button under the delivery log: show every status again.
+        filters.append(
+            InlineKeyboardButton(tr.gettext("all"), callback_data=f"{FILTER_PREFIX}{ALL}")
+        )
+    rows.append(filters)
+    return InlineKeyboardMarkup(rows)
 
 
 async def _render_page(
@@ -228,9 +251,11 @@ async def _render_page(
             offset=page * PAGE_SIZE,
         )
     if not entries:
-        return tr.gettext(NO_DELIVERIES), None
+        # With a status filter set, the buttons stay: "all" goes back.
+        keyboard = _page_keyboard(0, 0, status, tr) if status is not None else None
+        return tr.gettext(NO_DELIVERIES), keyboard
     text = _page_text(listing, entries, page=page, total=total, tr=tr)
-    return text, _page_keyboard(page, pages)
+    return text, _page_keyboard(page, pages, status, tr)
 
 
 @requires(Role.STAFF)
@@ -258,23 +283,30 @@ async def deliveries(update: Update, context: BotContext) -> None:
 
 @requires(Role.STAFF)
 async def deliveries_page(update: Update, context: BotContext) -> None:
-    """◀ / ▶ under the delivery log: show another page of the same listing."""
+    """◀ / ▶ under the delivery log: another page of the same listing; a status button:
+    the first page of the listing with that status (or every status)."""
     query = update.callback_query
     if query is None or context.user_data is None:
         return
     tr = user_translator(update.effective_user, context)
     listing = context.user_data.get(LISTING_KEY)
-    found = _PAGE.fullmatch(query.data or "")
+    data = query.data or ""
+    found = _PAGE.fullmatch(data)
+    chosen = data.removeprefix(FILTER_PREFIX) if data.startswith(FILTER_PREFIX) else None
     message = query.message
     if (
-        found is None
+        (found is None and chosen not in (*FILTER_STATUSES, ALL))
         or message is None
         or not isinstance(listing, Listing)
         or (listing.chat_id, listing.message_id) != (message.chat.id, message.message_id)
     ):
         await query.answer(tr.gettext("This list has expired. Send /deliveries again."))
         return
-    text, keyboard = await _render_page(context, update, listing, int(found.group(1)), tr)
+    page = int(found.group(1)) if found is not None else 0
+    if chosen is not None:
+        listing = dataclasses.replace(listing, status=None if chosen == ALL else chosen)
+        context.user_data[LISTING_KEY] = listing
+    text, keyboard = await _render_page(context, update, listing, page, tr)
     try:
         await query.edit_message_text(text, reply_markup=keyboard)
     except BadRequest as error:
@@ -437,7 +469,7 @@ def handlers() -> Handlers:
     """The staff commands and buttons."""
     return [
         CommandHandler("deliveries", deliveries, filters=PRIVATE),
-        CallbackQueryHandler(deliveries_page, pattern=f"^{PAGE_PREFIX}"),
+        CallbackQueryHandler(deliveries_page, pattern=f"^({PAGE_PREFIX}|{FILTER_PREFIX})"),
         CommandHandler("grant", grant, filters=PRIVATE),
         CommandHandler("revoke", revoke, filters=PRIVATE),
         CommandHandler("team", team, filters=PRIVATE),

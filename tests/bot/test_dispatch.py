@@ -90,6 +90,10 @@ async def test_each_kind_arrives_at_its_local_instant_bundled(harness: Harness) 
     assert [b.text for b in tests.buttons] == ["Done", "Remind me tomorrow", "I have symptoms"]
     warning = next(m for m in april if "After your infusion" in m.text)
     assert [b.text for b in warning.buttons] == ["I'm OK", "I have symptoms"]
+    # Titles in bold: sent as HTML, shown as the plain text above.
+    assert tests.parse_mode == "HTML"
+    assert tests.raw_text is not None
+    assert "<b>Thyroid blood test</b>" in tests.raw_text
 
 
 async def test_a_429_delays_only_that_chat(harness: Harness) -> None:

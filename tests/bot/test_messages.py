@@ -21,8 +21,10 @@ from bot.messages import (
     SYMPTOMS,
     acknowledged_text,
     already_recorded_text,
+    bundle_html,
     bundle_text,
     consent_text,
+    lines_html,
     nudge_text,
     reminder_text,
     snoozed_text,
@@ -334,3 +336,26 @@ def test_every_message_fits_a_phone_screen(locale: str) -> None:
 def test_a_short_bundle_is_one_message() -> None:
     parts = [(Kind.LABS_MONTHLY, None), (Kind.THYROID_QUARTERLY, None)]
     assert messages_pages(parts, cervix=False, tr=EN) == [[0, 1]]
+
+
+@pytest.mark.parametrize("locale", sorted(available_locales()))
+def test_reminders_in_html_show_exactly_the_plain_text(locale: str) -> None:
+    """Every reminder kind, alone and bundled, is valid Telegram HTML (the fake Bot API
+    parses it as Telegram does) and shows the same text as the plain version, titles bold."""
+    from tests.fake_bot_api import _render_html
+
+    tr = translator(locale)
+    about = date(2027, 1, 4)
+    parts = [(kind, about if kind in DATED_KINDS else None) for kind in Kind]
+    for chosen in [[part] for part in parts] + [parts]:
+        sent = bundle_html(chosen, cervix=True, tr=tr)
+        assert _render_html(sent) == bundle_text(chosen, cervix=True, tr=tr), locale
+        titles = [tr.gettext(KIND_TITLES[kind]) for kind, _ in chosen]
+        assert sent.count("<b>") == len(titles)
+
+
+def test_html_escapes_what_would_be_markup() -> None:
+    from tests.fake_bot_api import _render_html
+
+    tricky = ["<b>bold</b> & <i>not</i>", "a < b > c &amp; d"]
+    assert [_render_html(line) for line in lines_html(tricky)] == tricky

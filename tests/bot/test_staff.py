@@ -108,6 +108,11 @@ async def log(harness: Harness) -> Harness:
     return harness
 
 
+def arrows(listing: SentMessage) -> list[str]:
+    """The page buttons under a delivery log (the status filters follow them)."""
+    return [b.text for b in listing.buttons if b.text in ("◀", "▶")]
+
+
 async def turn(harness: Harness, user: FakeUser, listing: SentMessage, button: str) -> None:
     """Press ◀ or ▶ under ``listing``: the message is edited, nothing new is sent."""
     edits, sent = len(listing.edits), len(harness.api.messages(user.id))
@@ -120,7 +125,7 @@ async def test_deliveries_pages_with_buttons(log: Harness) -> None:
     [listing] = await log.say(SAM, "/deliveries")
     assert listing.text is not None
     assert listing.text.startswith("Deliveries due so far, newest first: 1–10 of 14")
-    assert [b.text for b in listing.buttons] == ["▶"]
+    assert arrows(listing) == ["▶"]
     # Newest due first; the patients' post-infusion warnings of January 8 lead.
     assert listing.text.count("After your infusion: warning signs") == 8
     assert "Due: January 8, 2026, 6:00\u202fPM (Europe/Berlin)" in listing.text
@@ -131,7 +136,7 @@ async def test_deliveries_pages_with_buttons(log: Harness) -> None:
 
     await turn(log, SAM, listing, "▶")
     assert listing.text.startswith("Deliveries due so far, newest first: 11–14 of 14")
-    assert [b.text for b in listing.buttons] == ["◀"]
+    assert arrows(listing) == ["◀"]
     failed = listing.text.split("\n\n")[2]
     assert failed.split("\n") == [
         "Treatment course coming up — MS-001",
@@ -155,7 +160,7 @@ async def test_page_buttons_do_not_trust_their_data(log: Harness) -> None:
     assert filtered.text.startswith("Deliveries due so far, newest first: 1–7 of 7")
     assert "Filter: patient MS-001" in filtered.text
     assert "MS-002" not in filtered.text
-    assert filtered.buttons == []  # one page
+    assert arrows(filtered) == []  # one page
     [old] = await log.say(SAM, "/deliveries")
     [listing] = await log.say(SAM, "/deliveries")
     assert listing.text is not None
@@ -170,7 +175,7 @@ async def test_page_buttons_do_not_trust_their_data(log: Harness) -> None:
     press = await log.api.press_button(SAM, listing, "deliveries:page:999999", forge=True)
     await log.api.wait_for_answer(press)
     assert listing.text.startswith("Deliveries due so far, newest first: 11–14 of 14")
-    assert [b.text for b in listing.buttons] == ["◀"]
+    assert arrows(listing) == ["◀"]
 
     # Malformed pages, and the buttons of an older listing, only get a short answer.
     shown = listing.text
@@ -205,18 +210,19 @@ async def test_deliveries_filters(log: Harness) -> None:
         assert message.text is not None
         assert message.text.startswith("Deliveries due so far, newest first: 1–1 of 1")
         assert "Bad Request: chat not found, error 400" in message.text
-        assert message.buttons == []
+        assert arrows(message) == []
     assert "Filter: status failed" in str(failed.text)
     assert "Filter: patient MS-001, status failed" in str(also_failed.text)
 
     [sent] = await log.say(SAM, "/deliveries MS-002 sent")
     assert "Anti-herpes medicine — MS-002" in str(sent.text)
     # An unknown label reads exactly like a known one without matching deliveries.
-    [unknown] = await log.say(SAM, "/deliveries MS-404")
+    [unknown] = await log.say(SAM, "/deliveries MS-404 failed")
     [none] = await log.say(SAM, "/deliveries MS-002 failed")
     [odd] = await log.say(SAM, "/deliveries ../etc/passwd")
     assert unknown.text == none.text == odd.text == NO_DELIVERIES
-    assert unknown.buttons == none.buttons == []
+    assert unknown.buttons == none.buttons  # the filter buttons, "all" to go back
+    assert odd.buttons == []
 
 
 async def test_long_histories_show_their_latest_changes(log: Harness) -> None:
@@ -385,3 +391,25 @@ async def test_only_admins_grant_and_revoke(harness: Harness) -> None:
         (f"user:{user.id}", target) for user, _, target in attempts
     ]
     assert roles == [None, None, Role.STAFF]
+
+
+async def test_deliveries_filter_by_status_with_buttons(log: Harness) -> None:
+    [listing] = await log.say(SAM, "/deliveries")
+    assert listing.text is not None
+    assert [b.text for b in listing.buttons] == ["▶", "failed", "retrying", "expired", "sent"]
+    await turn(log, SAM, listing, "failed")
+    assert listing.text.startswith("Deliveries due so far, newest first: 1–1 of 1")
+    assert "Filter: status failed" in listing.text
+    assert "Status: failed (2 attempts)" in listing.text
+    assert [b.text for b in listing.buttons] == ["• failed", "retrying", "expired", "sent", "all"]
+    await turn(log, SAM, listing, "expired")
+    assert listing.text == "No deliveries match."
+    assert [b.text for b in listing.buttons][-1] == "all"  # the way back stays
+    await turn(log, SAM, listing, "all")
+    assert listing.text.startswith("Deliveries due so far, newest first: 1–10 of 14")
+    assert "Filter:" not in listing.text
+    for forged in ("deliveries:status:bogus", "deliveries:status:", "deliveries:status:all "):
+        press = await log.api.press_button(SAM, listing, forged, forge=True)
+        answer = await log.api.wait_for_answer(press)
+        assert answer["text"] == "This list has expired. Send /deliveries again."
+    assert len(log.api.messages(SAM.id)) == 1
