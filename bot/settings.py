@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.i18n import available_locales
+from scheduler.validation import parse_timezone
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///remindbot.db"
 TELEGRAM_API_BASE_URL = "https://api.telegram.org/bot"
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("REMINDBOT_ADMIN_IDS")
     )
     default_locale: str = Field("en", validation_alias=AliasChoices("REMINDBOT_DEFAULT_LOCALE"))
+    # The zone coordinators and staff read times in until they set their own (/timezone).
+    default_timezone: str = Field(
+        "UTC", validation_alias=AliasChoices("REMINDBOT_DEFAULT_TIMEZONE")
+    )
     webhook_url: str | None = Field(None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_URL"))
     webhook_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_SECRET")
@@ -144,6 +149,12 @@ class Settings(BaseSettings):
         if value not in available_locales():
             raise ValueError(f"expected one of {', '.join(sorted(available_locales()))}")
         return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # A scheduler ValidationError is a ValueError: its message names the value.
+        return parse_timezone(value).key
 
     @field_validator("webhook_secret")
     @classmethod

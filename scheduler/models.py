@@ -318,6 +318,8 @@ class StaffUser(Base):
     # The language their alerts are written in: their Telegram language when shipped,
     # learnt from their commands; NULL until then (the bot's default).
     locale: Mapped[str | None] = mapped_column(String(16))
+    # The zone they read times in, set with /timezone; NULL: the bot's default zone.
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 class Team(Base):

@@ -685,6 +685,33 @@ async def note_language(session: AsyncSession, *, user_id: int, locale: str) -> 
     )
 
 
+async def set_staff_timezone(
+    session: AsyncSession, *, user_id: int, timezone: ZoneInfo, now: datetime
+) -> bool:
+    """The zone a staff member reads times in; False if they have no staff role."""
+    result = await session.execute(
+        update(StaffUser).where(StaffUser.telegram_user_id == user_id).values(timezone=timezone.key)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    audit(
+        session,
+        actor=f"user:{user_id}",
+        action="staff.timezone",
+        target=f"user:{user_id}",
+        now=now,
+        detail=timezone.key,
+    )
+    return True
+
+
+async def staff_timezone(session: AsyncSession, *, user_id: int) -> str | None:
+    """The zone a staff member chose with /timezone; None if they chose none."""
+    return await session.scalar(
+        select(StaffUser.timezone).where(StaffUser.telegram_user_id == user_id)
+    )
+
+
 async def bootstrap_admins(
     session: AsyncSession, *, user_ids: Iterable[int], now: datetime
 ) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from telegram import Update, User
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, filters
 
+from bot import timezones
 from bot.context import BotContext
 from bot.i18n import Translator, negotiate, translator
 from bot.sender import alert_text
-from scheduler import alerts, teams
+from scheduler import alerts, store, teams
 from scheduler.alerts import Alert, AlertKind, Route
 from scheduler.db import reading
 from scheduler.patient_data import Erased
@@ -31,6 +34,28 @@ def user_translator(user: User | None, context: BotContext) -> Translator:
     """Texts for someone who is not (yet) a patient: their Telegram language if shipped."""
     default = context.settings.default_locale
     return translator(negotiate(user.language_code if user else None, default=default))
+
+
+def when(moment: datetime, zone: str, tr: Translator) -> str:
+    """A moment in ``zone``, naming the zone: "February 5, 2026, 9:00 AM (Berlin)"."""
+    local = moment.astimezone(ZoneInfo(zone))
+    # TRANSLATORS: a date and local time, e.g. "February 5, 2026, 9:00 AM".
+    text = tr.gettext("%(date)s, %(time)s") % {
+        "date": tr.date(local.date()),
+        "time": tr.time(local.time()),
+    }
+    return f"{text} ({timezones.city(zone, tr.locale)})"
+
+
+async def viewer_zone(context: BotContext, user: User | None) -> str:
+    """The zone a coordinator or staff member reads times in: their own (``/timezone``),
+    else the bot's default."""
+    if user is not None:
+        async with reading(context.sessions) as session:
+            zone = await store.staff_timezone(session, user_id=user.id)
+        if zone is not None:
+            return zone
+    return context.settings.default_timezone
 
 
 async def reply(update: Update, text: str, **kwargs: object) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import IntEnum
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_percent
@@ -35,7 +34,15 @@ from telegram.warnings import PTBUserWarning
 from bot import messages, timezones
 from bot.auth import requires
 from bot.context import BotContext
-from bot.handlers.common import PRIVATE, WITH_ARGUMENT, Handlers, reply, user_translator
+from bot.handlers.common import (
+    PRIVATE,
+    WITH_ARGUMENT,
+    Handlers,
+    reply,
+    user_translator,
+    viewer_zone,
+    when,
+)
 from bot.handlers.patient import agenda
 from bot.i18n import Translator, available_locales
 from bot.invites import invite_link, qr_png
@@ -222,15 +229,9 @@ def _tr(update: Update, context: BotContext) -> Translator:
 
 
 def _when(moment: datetime, zone: str, tr: Translator) -> str:
-    """A moment in ``zone`` (the patient's), naming the zone: coordinators see patients of
-    many zones side by side."""
-    local = moment.astimezone(ZoneInfo(zone))
-    # TRANSLATORS: a date and local time, e.g. "February 5, 2026, 9:00 AM".
-    when = tr.gettext("%(date)s, %(time)s") % {
-        "date": tr.date(local.date()),
-        "time": tr.time(local.time()),
-    }
-    return f"{when} ({timezones.city(zone, tr.locale)})"
+    """A moment in ``zone``, naming the zone: coordinators see patients of many zones side
+    by side."""
+    return when(moment, zone, tr)
 
 
 def _yes_no(value: bool, tr: Translator) -> str:
@@ -316,14 +317,15 @@ async def _send_invite(
     label: str,
     token: str,
     expires_at: datetime,
-    zone: str,
     intro: str,
 ) -> None:
-    """The invite link as text, then its QR code as a photo."""
+    """The invite link as text, then its QR code as a photo; the expiry in the
+    coordinator's zone: it is they who hand the invite on in time."""
     chat = update.effective_chat
     if chat is None:
         return
     link = invite_link(context.bot.username, token)
+    zone = await viewer_zone(context, update.effective_user)
     lines = [
         intro,
         # TRANSLATORS: followed by the invite link on the next line.
@@ -808,7 +810,6 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
         label=enrolled.label,
         token=enrolled.invite_token,
         expires_at=enrolled.invite_expires_at,
-        zone=draft.timezone,
         intro=tr.gettext(
             "%(label)s is enrolled. Nothing is sent to them before they accept the invite."
         )
@@ -1312,7 +1313,6 @@ async def invite(update: Update, context: BotContext) -> None:
         label=label,
         token=token,
         expires_at=now + store.INVITE_TTL,
-        zone=found.timezone,
         intro=tr.gettext("New invite for %(label)s; the previous link no longer works.")
         % {"label": label},
     )

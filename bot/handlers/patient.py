@@ -377,6 +377,8 @@ def staff_help(role: Role, tr: Translator) -> str:
     lines = [
         tr.gettext("Staff commands:"),
         tr.gettext("/deliveries [LABEL] [STATUS]: the delivery log"),
+        # TRANSLATORS: keep "/timezone" as it is; ZONE may be translated.
+        tr.gettext("/timezone ZONE: the time zone you see times in"),
     ]
     if allows(role, Role.COORDINATOR):
         lines += [
@@ -612,11 +614,15 @@ def _timezone_keyboard(tr: Translator) -> ReplyKeyboardMarkup:
 
 
 async def timezone_command(update: Update, context: BotContext) -> int:
-    """``/timezone``: ask for a new time zone, offering common ones."""
+    """``/timezone``: ask for a new time zone, offering common ones; for coordinators and
+    staff, the zone they read times in (``staff_timezone``)."""
     async with reading(context.sessions) as session:
         patient = await current_patient(session, update)
     if patient is None:
-        await _refuse(update, context)
+        if await role_of(update, context) is not None:
+            await staff_timezone(update, context)
+        else:
+            await _refuse(update, context)
         return ConversationHandler.END
     tr = translator(patient.locale)
     await reply(
@@ -631,6 +637,56 @@ async def timezone_command(update: Update, context: BotContext) -> int:
         reply_markup=_timezone_keyboard(tr),
     )
     return ASKING_TIMEZONE
+
+
+def _staff_timezone_usage(tr: Translator) -> str:
+    # TRANSLATORS: keep "/timezone" and "Europe/Berlin" as they are.
+    return tr.gettext(
+        "To change it, send /timezone and a city or time zone, for example /timezone Europe/Berlin."
+    )
+
+
+async def staff_timezone(update: Update, context: BotContext) -> None:
+    """``/timezone [ZONE]`` from a coordinator or staff member: the zone they read times
+    in (the delivery log, invite expiry), shown or set."""
+    user = update.effective_user
+    if user is None:
+        return
+    tr = user_translator(user, context)
+    text = " ".join(context.args or [])
+    if not text:
+        async with reading(context.sessions) as session:
+            chosen = await store.staff_timezone(session, user_id=user.id)
+        zone = chosen or context.settings.default_timezone
+        values = {"timezone": timezones.with_id(zone, tr.locale)}
+        shown = (
+            # TRANSLATORS: %(timezone)s is a city and its zone, e.g. "Berlin (Europe/Berlin)".
+            tr.gettext("You see times in %(timezone)s time.") % values
+            if chosen
+            # TRANSLATORS: %(timezone)s is a city and its zone, e.g. "Berlin (Europe/Berlin)",
+            # or UTC: the zone the clinic set for everyone who has not chosen one.
+            else tr.gettext("You see times in %(timezone)s time, the bot's default.") % values
+        )
+        await reply(update, "\n".join([shown, _staff_timezone_usage(tr)]))
+        return
+    try:
+        zone_info = timezones.parse(_clip(text, MAX_TIMEZONE_INPUT), tr.locale, ids=True)
+    except ValidationError as error:
+        await reply(update, "\n".join([error.render(tr.gettext), _staff_timezone_usage(tr)]))
+        return
+    async with context.sessions.begin() as session:
+        stored = await store.set_staff_timezone(
+            session, user_id=user.id, timezone=zone_info, now=context.clock.now()
+        )
+    if not stored:  # the role was revoked meanwhile
+        await _refuse(update, context)
+        return
+    await reply(
+        update,
+        # TRANSLATORS: %(timezone)s is a city and its zone, e.g. "Berlin (Europe/Berlin)".
+        tr.gettext("You now see times in %(timezone)s time.")
+        % {"timezone": timezones.with_id(zone_info.key, tr.locale)},
+    )
 
 
 async def timezone_received(update: Update, context: BotContext) -> int:

@@ -16,14 +16,14 @@ from telegram.ext import CallbackQueryHandler, CommandHandler
 
 from bot.auth import requires
 from bot.context import BotContext
-from bot.handlers.common import PRIVATE, Handlers, reply, user_translator
+from bot.handlers.common import PRIVATE, Handlers, reply, user_translator, viewer_zone, when
 from bot.i18n import Translator
 from bot.texts import KIND_TITLES, team_line
 from scheduler import store, teams
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.errors import N_, ValidationError
 from scheduler.protocol import Kind
-from scheduler.statuses import ReminderStatus, Role
+from scheduler.statuses import UNSENT, ReminderStatus, Role
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 10
@@ -111,12 +111,23 @@ def parse_deliveries_args(args: Sequence[str]) -> tuple[str | None, str | None]:
     return label, status
 
 
-def _local(moment: datetime, zone: ZoneInfo, tr: Translator) -> str:
-    local = moment.astimezone(zone)
-    # TRANSLATORS: a date and local time, e.g. "February 5, 2026, 9:00 AM".
-    return tr.gettext("%(date)s, %(time)s") % {
-        "date": tr.date(local.date()),
-        "time": tr.time(local.time()),
+def _due_line(entry: DeliveryEntry, zone: str, tr: Translator) -> str:
+    """The due instant in the viewer's zone; for a reminder still to be sent, also on the
+    patient's clock where it reads otherwise. A reminder once sent keeps its instant (no
+    re-plan moves it) and shows only that: the patient may have moved zone since."""
+    due = when(entry.due_at, zone, tr)
+    viewer = entry.due_at.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+    patient = entry.due_at.astimezone(ZoneInfo(entry.timezone)).replace(tzinfo=None)
+    if viewer == patient or entry.status not in UNSENT:
+        # TRANSLATORS: when a reminder was (or is) due, e.g. "Due: February 5, 2026, 9:00 AM
+        # (Berlin)", in the staff member's time zone.
+        return tr.gettext("Due: %(when)s") % {"when": due}
+    # TRANSLATORS: when a reminder was (or is) due in the staff member's time zone, then
+    # on the patient's clock, e.g. "Due: February 5, 2026, 8:00 AM (UTC); patient's time:
+    # February 5, 2026, 9:00 AM (Berlin)".
+    return tr.gettext("Due: %(when)s; patient's time: %(local)s") % {
+        "when": due,
+        "local": when(entry.due_at, entry.timezone, tr),
     }
 
 
@@ -130,8 +141,9 @@ def _reason(change: StatusChange, tr: Translator) -> str | None:
     return tr.gettext("%(detail)s, error %(code)d") % {"detail": detail, "code": change.error_code}
 
 
-def _change_line(change: StatusChange, zone: ZoneInfo, tr: Translator) -> str:
-    values = {"status": change.status, "when": _local(change.at, zone, tr)}
+def _change_line(change: StatusChange, zone: str, tr: Translator) -> str:
+    """One change of the history, when it happened, in the viewer's zone."""
+    values = {"status": change.status, "when": when(change.at, zone, tr)}
     reason = _reason(change, tr)
     if reason is None:
         # TRANSLATORS: one change in a reminder's history: "sent: <date, time>".
@@ -140,8 +152,7 @@ def _change_line(change: StatusChange, zone: ZoneInfo, tr: Translator) -> str:
     return "• " + tr.gettext("%(status)s: %(when)s (%(reason)s)") % {**values, "reason": reason}
 
 
-def _entry_text(entry: DeliveryEntry, tr: Translator) -> str:
-    zone = ZoneInfo(entry.timezone)
+def _entry_text(entry: DeliveryEntry, zone: str, tr: Translator) -> str:
     title = tr.gettext(KIND_TITLES[Kind(entry.kind)]) if entry.kind in _KINDS else entry.kind
     # TRANSLATORS: shown instead of the label of a patient whose data was erased.
     label = entry.label
@@ -158,9 +169,7 @@ def _entry_text(entry: DeliveryEntry, tr: Translator) -> str:
     lines = [
         # TRANSLATORS: a reminder in the delivery log: its title and the patient's label.
         tr.gettext("%(title)s — %(label)s") % {"title": title, "label": label},
-        # TRANSLATORS: %(timezone)s is the patient's time zone, e.g. Europe/Berlin.
-        tr.gettext("Due: %(when)s (%(timezone)s)")
-        % {"when": _local(entry.due_at, zone, tr), "timezone": entry.timezone},
+        _due_line(entry, zone, tr),
         status,
     ]
     history = entry.history[-HISTORY_LINES:]
@@ -176,7 +185,13 @@ def _entry_text(entry: DeliveryEntry, tr: Translator) -> str:
 
 
 def _page_text(
-    listing: Listing, entries: Sequence[DeliveryEntry], *, page: int, total: int, tr: Translator
+    listing: Listing,
+    entries: Sequence[DeliveryEntry],
+    *,
+    page: int,
+    total: int,
+    zone: str,
+    tr: Translator,
 ) -> str:
     first = page * PAGE_SIZE + 1
     lines = [
@@ -195,7 +210,7 @@ def _page_text(
         # TRANSLATORS: e.g. "Filter: patient MS-001, status failed".
         lines.append(tr.gettext("Filter: %(filters)s") % {"filters": ", ".join(filters)})
     for entry in entries:
-        lines += ["", _entry_text(entry, tr)]
+        lines += ["", _entry_text(entry, zone, tr)]
     return _shorten("\n".join(lines), MESSAGE_CHARACTERS)
 
 
@@ -254,7 +269,8 @@ async def _render_page(
         # With a status filter set, the buttons stay: "all" goes back.
         keyboard = _page_keyboard(0, 0, status, tr) if status is not None else None
         return tr.gettext(NO_DELIVERIES), keyboard
-    text = _page_text(listing, entries, page=page, total=total, tr=tr)
+    zone = await viewer_zone(context, user)
+    text = _page_text(listing, entries, page=page, total=total, zone=zone, tr=tr)
     return text, _page_keyboard(page, pages, status, tr)
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.cli import main
+from bot.settings import load_settings
 from scheduler.db import create_engine
 from scheduler.models import AuditEvent, Course, Invite, Patient, Reminder, StaffUser
 from tests.conftest import sqlite_with_coordinator
@@ -137,6 +138,25 @@ def test_bad_setting_names_the_variable(
     assert (code, out) == (2, "")
     assert err.startswith("remindbot: REMINDBOT_LATE_WINDOW_HOURS: ")
     assert err.count("\n") == 1
+
+
+def test_bad_default_timezone_names_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDBOT_DEFAULT_TIMEZONE", "Europe/Berln")
+    code, out, err = run(["patients"], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "remindbot: REMINDBOT_DEFAULT_TIMEZONE: Europe/Berln is not a known time zone. "
+        "Did you mean Europe/Berlin?\n"
+    )
+
+
+def test_default_timezone_is_read_as_people_write_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REMINDBOT_DEFAULT_TIMEZONE", raising=False)
+    assert load_settings().default_timezone == "UTC"
+    monkeypatch.setenv("REMINDBOT_DEFAULT_TIMEZONE", "new york")
+    assert load_settings().default_timezone == "America/New_York"
 
 
 GOOD_CSV = (

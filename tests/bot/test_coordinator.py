@@ -161,7 +161,8 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
     link, photo = await bot.press(CORA, again, "Confirm", replies=2)
     assert link.text is not None
     assert link.text.startswith("MS-100 is enrolled.")
-    assert "valid until January 12, 2026, 9:00\u202fAM (Berlin)" in link.text
+    # In the coordinator's zone (the default, UTC), not the patient's.
+    assert "valid until January 12, 2026, 8:00\u202fAM (UTC)" in link.text
     assert photo.method == "sendPhoto"
     assert photo.caption == "Invite QR code for MS-100."
     assert photo.file is not None
@@ -566,6 +567,16 @@ async def test_invite_again(bot: Harness) -> None:
     assert withdrawn.text == "MS-002 withdrew consent; nothing was changed."
     [unknown] = await bot.say(CORA, "/invite MS-404")
     assert unknown.text == "No patient with that label."
+
+
+async def test_invite_expiry_is_in_the_coordinators_zone(bot: Harness) -> None:
+    """The patient is in Berlin; the coordinator reads the expiry on their own clock."""
+    await bot.enroll("MS-002", timezone="Europe/Berlin")
+    [chosen] = await bot.say(CORA, "/timezone america/new_york")
+    assert chosen.text == "You now see times in New York (America/New_York) time."
+    link, _ = await bot.say(CORA, "/invite MS-002", replies=2)
+    # 14 days after December 29, 2025, 8:00 UTC.
+    assert "valid until January 12, 2026, 3:00\u202fAM (New York))" in text(link)
 
 
 async def test_admins_may_too(bot: Harness) -> None:

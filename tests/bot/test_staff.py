@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -23,6 +24,12 @@ NO_DELIVERIES = "No deliveries match."
 S = ReminderStatus
 # 9:00 AM as Babel writes it for English: a narrow no-break space before AM.
 NINE = "9:00\u202fAM"
+EIGHT = "8:00\u202fAM"
+
+
+def text_of(message: SentMessage) -> str:
+    assert message.text is not None
+    return message.text
 
 
 def utc(day: int, hour: int, minute: int = 0, *, month: int = 1, year: int = 2026) -> datetime:
@@ -128,11 +135,15 @@ async def test_deliveries_pages_with_buttons(log: Harness) -> None:
     assert arrows(listing) == ["▶"]
     # Newest due first; the patients' post-infusion warnings of January 8 lead.
     assert listing.text.count("After your infusion: warning signs") == 8
-    assert "Due: January 8, 2026, 6:00\u202fPM (Europe/Berlin)" in listing.text
+    # In the viewer's zone (the default, UTC), and on the patient's clock: still to be sent.
+    assert (
+        "Due: January 8, 2026, 5:00\u202fPM (UTC); "
+        "patient's time: January 8, 2026, 6:00\u202fPM (Berlin)"
+    ) in listing.text
     assert "Status: planned" in listing.text
     assert "Anti-herpes medicine — MS-002" in listing.text
     assert "Status: sent (1 attempt)" in listing.text
-    assert f"• sent: January 5, 2026, {NINE}" in listing.text
+    assert f"• sent: January 5, 2026, {EIGHT} (UTC)" in listing.text
 
     await turn(log, SAM, listing, "▶")
     assert listing.text.startswith("Deliveries due so far, newest first: 11–14 of 14")
@@ -140,14 +151,14 @@ async def test_deliveries_pages_with_buttons(log: Harness) -> None:
     failed = listing.text.split("\n\n")[2]
     assert failed.split("\n") == [
         "Treatment course coming up — MS-001",
-        f"Due: January 4, 2026, {NINE} (Europe/Berlin)",
+        f"Due: January 4, 2026, {EIGHT} (UTC)",
         "Status: failed (2 attempts)",
-        f"• sending: January 4, 2026, {NINE}",
-        f"• retrying: January 4, 2026, {NINE} (Bad Gateway, error 502)",
-        "• sending: January 4, 2026, 9:01\u202fAM",
-        "• failed: January 4, 2026, 9:01\u202fAM (Bad Request: chat not found, error 400)",
+        f"• sending: January 4, 2026, {EIGHT} (UTC)",
+        f"• retrying: January 4, 2026, {EIGHT} (UTC) (Bad Gateway, error 502)",
+        "• sending: January 4, 2026, 8:01\u202fAM (UTC)",
+        "• failed: January 4, 2026, 8:01\u202fAM (UTC) (Bad Request: chat not found, error 400)",
     ]
-    assert "• acknowledged: December 29, 2025, 10:30\u202fAM" in listing.text
+    assert "• acknowledged: December 29, 2025, 9:30\u202fAM (UTC)" in listing.text
 
     await turn(log, SAM, listing, "◀")
     assert listing.text.startswith("Deliveries due so far, newest first: 1–10 of 14")
@@ -239,7 +250,7 @@ async def test_long_histories_show_their_latest_changes(log: Harness) -> None:
     assert lines[6:] == [
         "• … 4 earlier changes",
         *[
-            f"• {status}: January 5, 2026, 6:0{minute}\u202fPM" + suffix
+            f"• {status}: January 5, 2026, 5:0{minute}\u202fPM (UTC)" + suffix
             for minute in range(2, 6)
             for status, suffix in [("sending", ""), ("retrying", " (error 429)")]
         ],
@@ -413,3 +424,90 @@ async def test_deliveries_filter_by_status_with_buttons(log: Harness) -> None:
         answer = await log.api.wait_for_answer(press)
         assert answer["text"] == "This list has expired. Send /deliveries again."
     assert len(log.api.messages(SAM.id)) == 1
+
+
+# --- the viewer's time zone ----------------------------------------------------------------
+
+
+async def test_a_staff_member_reads_the_log_in_their_own_zone(log: Harness) -> None:
+    [shown] = await log.say(SAM, "/timezone")
+    assert shown.text == (
+        "You see times in UTC time, the bot's default.\n"
+        "To change it, send /timezone and a city or time zone, for example "
+        "/timezone Europe/Berlin."
+    )
+    [near] = await log.say(SAM, "/timezone new yrok")
+    assert text_of(near).startswith("new yrok is not a known time zone. Did you mean")
+    [chosen] = await log.say(SAM, "/timezone america/new_york")
+    assert chosen.text == "You now see times in New York (America/New_York) time."
+    [shown] = await log.say(SAM, "/timezone")
+    assert text_of(shown).startswith("You see times in New York (America/New_York) time.\n")
+    async with log.sessions() as session:
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "staff.timezone"))
+        ).all()
+    assert [(e.actor, e.detail) for e in events] == [(f"user:{SAM.id}", "America/New_York")]
+
+    [listing] = await log.say(SAM, "/deliveries MS-001 failed")
+    assert text_of(listing).split("\n")[3:] == [
+        "Treatment course coming up — MS-001",
+        "Due: January 4, 2026, 3:00\u202fAM (New York)",
+        "Status: failed (2 attempts)",
+        "• sending: January 4, 2026, 3:00\u202fAM (New York)",
+        "• retrying: January 4, 2026, 3:00\u202fAM (New York) (Bad Gateway, error 502)",
+        "• sending: January 4, 2026, 3:01\u202fAM (New York)",
+        "• failed: January 4, 2026, 3:01\u202fAM (New York) (Bad Request: chat not found, "
+        "error 400)",
+    ]
+    [planned] = await log.say(SAM, "/deliveries MS-001 planned")
+    assert (
+        "Due: January 8, 2026, 12:00\u202fPM (New York); "
+        "patient's time: January 8, 2026, 6:00\u202fPM (Berlin)"
+    ) in text_of(planned)
+    # Another staff member still reads the default zone.
+    await log.grant(COCO, Role.STAFF)
+    [theirs] = await log.say(COCO, "/deliveries MS-001 failed")
+    assert "Due: January 4, 2026, 8:00\u202fAM (UTC)" in text_of(theirs)
+
+
+async def test_the_default_zone_comes_from_the_settings(log: Harness) -> None:
+    services = log.app.bot_data
+    assert services.settings is not None
+    services.settings = services.settings.model_copy(update={"default_timezone": "Europe/Berlin"})
+    [shown] = await log.say(SAM, "/timezone")
+    assert text_of(shown).startswith("You see times in Berlin (Europe/Berlin) time, the bot's")
+    [listing] = await log.say(SAM, "/deliveries MS-001")
+    # The patient is in Berlin too: no second time.
+    assert "Due: January 8, 2026, 6:00\u202fPM (Berlin)\n" in text_of(listing)
+    assert "patient's time" not in text_of(listing)
+    assert f"• sent: December 29, 2025, {NINE} (Berlin)" in text_of(listing)
+
+
+async def test_a_sent_reminder_keeps_its_due_instant_when_the_patient_moves(
+    log: Harness,
+) -> None:
+    """MS-002 moves from Berlin to Tokyo after their reminder of January 5 was sent: staff
+    read its due instant as before; a reminder still to be sent moves to Tokyo's 9:00."""
+    [before] = await log.say(SAM, "/deliveries MS-002 sent")
+    sent_due = f"Due: January 5, 2026, {EIGHT} (UTC)\nStatus: sent (1 attempt)"
+    assert sent_due in text_of(before)
+    async with log.sessions.begin() as session:
+        patient = await store.patient_by_label(session, label="MS-002")
+        assert patient is not None
+        await store.update_preferences(
+            session,
+            patient_id=patient.id,
+            actor="test",
+            now=log.clock.now(),
+            late_window=log.settings.late_window,
+            timezone=ZoneInfo("Asia/Tokyo"),
+        )
+    [after] = await log.say(SAM, "/deliveries MS-002 sent")
+    assert sent_due in text_of(after)
+    assert "Tokyo" not in text_of(after)
+    async with log.sessions() as session:
+        due = await session.scalar(select(Reminder.due_at).where(Reminder.occurrence == "c1-w0"))
+    assert due == utc(5, 8)
+    [planned] = await log.say(SAM, "/deliveries MS-002 planned")
+    assert f"; patient's time: December 29, 2025, {NINE} (Tokyo)" in text_of(planned)
+    assert "Berlin" not in text_of(planned)
