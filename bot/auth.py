@@ -34,16 +34,12 @@ async def role_of(update: Update, context: BotContext) -> Role | None:
         return await store.role_of(session, user_id=user.id)
 
 
-async def _learn_language(update: Update, context: BotContext) -> None:
-    """Remember a staff member's Telegram language (when shipped): their alerts are
-    written in it."""
+def _language(update: Update) -> str | None:
+    """The shipped locale of the user's Telegram language, if any."""
     user = update.effective_user
-    if user is None or user.language_code is None:
-        return
-    locale = negotiate(user.language_code, default="")
-    if locale:
-        async with context.sessions.begin() as session:
-            await store.note_language(session, user_id=user.id, locale=locale)
+    if user is None or not user.language_code:
+        return None
+    return negotiate(user.language_code, default="") or None
 
 
 def requires(needed: Role) -> Callable[[H], H]:
@@ -56,10 +52,19 @@ def requires(needed: Role) -> Callable[[H], H]:
     def decorator(handler: H) -> H:
         @functools.wraps(handler)
         async def guarded(update: Update, context: BotContext) -> Any:
-            if allows(await role_of(update, context), needed):
-                await _learn_language(update, context)
-                return await handler(update, context)
             user = update.effective_user
+            staff = None
+            if user is not None:
+                async with context.sessions() as session:
+                    staff = await store.staff_member(session, user_id=user.id)
+            if user is not None and staff is not None and allows(staff[0], needed):
+                # Their alerts are written in their Telegram language: written down only
+                # when it changed, not on every command.
+                language = _language(update)
+                if language and language != staff[1]:
+                    async with context.sessions.begin() as session:
+                        await store.note_language(session, user_id=user.id, locale=language)
+                return await handler(update, context)
             async with context.sessions.begin() as session:
                 store.audit(
                     session,

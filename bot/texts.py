@@ -38,6 +38,16 @@ KIND_TITLES: Final[dict[Kind, str]] = {
 }
 
 
+# What "/team assign|remove" and "remindbot team assign [--remove]" answer:
+# (removing, changed) -> text with %(user)d and %(team)s.
+MEMBERSHIP: Final[dict[tuple[bool, bool], str]] = {
+    (False, True): N_("User %(user)d is now in team %(team)s."),
+    (False, False): N_("User %(user)d is already in team %(team)s."),
+    (True, True): N_("User %(user)d is no longer in team %(team)s."),
+    (True, False): N_("User %(user)d is not in team %(team)s."),
+}
+
+
 def team_line(team: TeamSummary, ngettext: Callable[[str, str, int], str]) -> str:
     """One care team as ``/team`` and ``remindbot team list`` show it."""
     # TRANSLATORS: one care team: its name, patient count, and the Telegram user ids of its

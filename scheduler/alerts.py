@@ -75,37 +75,33 @@ def fallback(*, failed: int, team: Sequence[int]) -> list[tuple[int, Route]]:
     return [(chat, Route.TEAM) for chat in team if chat != failed]
 
 
+def about(
+    patient: Patient,
+    kind: AlertKind,
+    reminder_kind: Kind | None = None,
+    day: date | None = None,
+    on: date | None = None,
+) -> Alert:
+    """An alert of ``kind`` about ``patient`` (their label, coordinator and team now)."""
+    return Alert(
+        kind, patient.id, patient.label, patient.coordinator_id, patient.team_id,
+        reminder_kind, day, on,
+    )  # fmt: skip
+
+
 def symptoms(patient: Patient, kind: Kind, day: date) -> Alert:
     """The patient pressed "I have symptoms" under the reminder of ``kind`` due on ``day``."""
-    return Alert(
-        AlertKind.SYMPTOMS,
-        patient.id,
-        patient.label,
-        patient.coordinator_id,
-        patient.team_id,
-        kind,
-        day,
-    )
+    return about(patient, AlertKind.SYMPTOMS, kind, day)
 
 
 def tests_not_confirmed(patient: Patient, kind: Kind, day: date) -> Alert:
     """The tests due on ``day`` were not confirmed after the last follow-up."""
-    return Alert(
-        AlertKind.MISSED_TEST,
-        patient.id,
-        patient.label,
-        patient.coordinator_id,
-        patient.team_id,
-        kind,
-        day,
-    )
+    return about(patient, AlertKind.MISSED_TEST, kind, day)
 
 
 def withdrawn(patient: Patient) -> Alert:
     """The patient stopped the reminders (withdrew consent)."""
-    return Alert(
-        AlertKind.WITHDRAWN, patient.id, patient.label, patient.coordinator_id, patient.team_id
-    )
+    return about(patient, AlertKind.WITHDRAWN)
 
 
 def after_send(patient: Patient, parts: Sequence[Part], result: Result | None) -> Alert | None:
@@ -115,32 +111,14 @@ def after_send(patient: Patient, parts: Sequence[Part], result: Result | None) -
 
     ``result`` is None for a message that was sent.
     """
-    first = parts[0]
     if result is None:
         due = next((part for part in parts if part.kind is Kind.COURSE_DUE), None)
         if due is None:
             return None
-        return Alert(
-            AlertKind.COURSE_DUE,
-            patient.id,
-            patient.label,
-            patient.coordinator_id,
-            patient.team_id,
-            due.kind,
-            due.local_date,
-            due.about,
-        )
+        return about(patient, AlertKind.COURSE_DUE, due.kind, due.local_date, due.about)
+    first = parts[0]
     kind = AlertKind.UNREACHABLE if result is Result.BLOCKED else AlertKind.DELIVERY_FAILED
-    return Alert(
-        kind,
-        patient.id,
-        patient.label,
-        patient.coordinator_id,
-        patient.team_id,
-        first.kind,
-        first.local_date,
-        first.about,
-    )
+    return about(patient, kind, first.kind, first.local_date, first.about)
 
 
 def alert_of(row: CoordinatorAlert, patient: Patient) -> Alert:

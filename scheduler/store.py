@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from scheduler import alerts, outbox, planner, teams
+from scheduler.audit import audit as audit  # re-exported: handlers call store.audit
 from scheduler.errors import N_, ValidationError
 from scheduler.models import (
     Acknowledgement,
@@ -105,19 +106,6 @@ class Enrolled:
 
 
 # --- audit -----------------------------------------------------------------------------
-
-
-def audit(
-    session: AsyncSession,
-    *,
-    actor: str,
-    action: str,
-    target: str | None,
-    now: datetime,
-    detail: str | None = None,
-) -> None:
-    """Append an audit event (no personal data: targets are ids, not labels)."""
-    session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))
 
 
 def _patient_target(patient_id: int) -> str:
@@ -636,6 +624,17 @@ async def withdraw(
 async def role_of(session: AsyncSession, *, user_id: int) -> Role | None:
     role = await session.scalar(select(StaffUser.role).where(StaffUser.telegram_user_id == user_id))
     return Role(role) if role else None
+
+
+async def staff_member(session: AsyncSession, *, user_id: int) -> tuple[Role, str | None] | None:
+    """A staff member's role and the language their alerts are written in; None without a
+    role."""
+    row = (
+        await session.execute(
+            select(StaffUser.role, StaffUser.locale).where(StaffUser.telegram_user_id == user_id)
+        )
+    ).first()
+    return (Role(row.role), row.locale) if row else None
 
 
 async def grant(

@@ -9,7 +9,7 @@ person to reach. Functions work inside the caller's transaction, like ``schedule
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,8 +17,9 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from scheduler.audit import audit
 from scheduler.errors import N_, ValidationError
-from scheduler.models import AuditEvent, Patient, StaffUser, Team, TeamMember
+from scheduler.models import Patient, StaffUser, Team, TeamMember
 from scheduler.statuses import Role
 
 DEFAULT_TEAM = "default"
@@ -62,19 +63,6 @@ class ChooseTeam(ValidationError):
 
 class NotYourTeam(ValidationError):
     template = N_("You are not in the team %(team)s.")
-
-
-def _audit(
-    session: AsyncSession,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    now: datetime,
-    detail: str | None = None,
-) -> None:
-    """As ``store.audit`` (which imports this module)."""
-    session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))
 
 
 def check_name(name: str) -> str:
@@ -127,7 +115,7 @@ async def create(session: AsyncSession, *, name: str, actor: str, now: datetime)
     team = Team(name=name, created_at=now)
     session.add(team)
     await session.flush()
-    _audit(session, actor=actor, action="team.add", target=f"team:{team.id}", now=now)
+    audit(session, actor=actor, action="team.add", target=f"team:{team.id}", now=now)
     return team
 
 
@@ -141,7 +129,7 @@ async def assign(
     if await session.get(TeamMember, (team.id, user_id)) is not None:
         return False
     session.add(TeamMember(team_id=team.id, user_id=user_id))
-    _audit(session, actor=actor, action="team.assign", target=f"user:{user_id}", now=now,
+    audit(session, actor=actor, action="team.assign", target=f"user:{user_id}", now=now,
           detail=f"team:{team.id}")  # fmt: skip
     return True
 
@@ -155,7 +143,7 @@ async def unassign(
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    _audit(session, actor=actor, action="team.unassign", target=f"user:{user_id}", now=now,
+    audit(session, actor=actor, action="team.unassign", target=f"user:{user_id}", now=now,
           detail=f"team:{team.id}")  # fmt: skip
     return True
 
@@ -238,26 +226,34 @@ async def own_coordinator(
     return coordinator_id if role == Role.COORDINATOR and member is not None else None
 
 
+def choose(name: str | None, known: Mapping[str, TeamSummary]) -> TeamSummary:
+    """The team a new patient goes into, among ``known`` (by name): the one named, or the
+    only one there is. It must have a coordinator (``NoCoordinator``)."""
+    if name is None:
+        if len(known) != 1:
+            raise ChooseTeam(teams=", ".join(sorted(known)) or "-")
+        [found] = known.values()
+    elif (named := known.get(name.strip())) is not None:
+        found = named
+    else:
+        raise UnknownTeam(team=name.strip() or '""')
+    if not found.coordinators:
+        raise NoCoordinator(team=found.name)
+    return found
+
+
 async def enrolment_team(
     session: AsyncSession, *, name: str | None, scope: Scope = EVERY_TEAM
-) -> Team:
-    """The team a new patient goes into: the one named, or the only one there is (in
-    ``scope``). It must have a coordinator (``NoCoordinator``)."""
-    if name is not None:
-        team = await by_name(session, name=name)
-        if not scope.allows(team.id):
-            raise NotYourTeam(team=team.name)
-    else:
-        query = select(Team).order_by(Team.name)
-        condition = scope.condition(Team.id)
-        if condition is not None:
-            query = query.where(condition)
-        found = list(await session.scalars(query.limit(20)))
-        if len(found) != 1:
-            raise ChooseTeam(teams=", ".join(team.name for team in found) or "-")
-        team = found[0]
-    await check_reachable(session, team=team)
-    return team
+) -> TeamSummary:
+    """``choose`` among the teams in ``scope``; a team that exists outside it is
+    ``NotYourTeam``."""
+    known = {team.name: team for team in await summaries(session, scope=scope)}
+    wanted = name.strip() if name is not None else None
+    if wanted is not None and wanted not in known and scope.team_ids is not None:
+        exists = await session.scalar(select(Team.id).where(Team.name == wanted))
+        if exists is not None:
+            raise NotYourTeam(team=wanted)
+    return choose(name, known)
 
 
 async def check_reachable(session: AsyncSession, *, team: Team) -> None:

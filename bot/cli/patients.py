@@ -233,21 +233,12 @@ def import_command(
 def _in_team(
     enrolment: store.Enrolment, name: str | None, known: dict[str, teams.TeamSummary]
 ) -> store.Enrolment:
-    """The enrolment with its team: the one named, or the only one; it must exist and have
-    a coordinator (every alert must reach someone)."""
+    """The enrolment with its team (``teams.choose``)."""
     import dataclasses
 
     from scheduler import teams
 
-    if name is None:
-        if len(known) != 1:
-            raise teams.ChooseTeam(teams=", ".join(sorted(known)) or "-")
-        [name] = known
-    found = known.get(name)
-    if found is None:
-        raise teams.UnknownTeam(team=name)
-    if not found.coordinators:
-        raise teams.NoCoordinator(team=name)
+    found = teams.choose(name, known)
     return dataclasses.replace(enrolment, team_id=found.id, team_name=None)
 
 

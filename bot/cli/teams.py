@@ -7,7 +7,7 @@ import click
 from bot.cli import common
 from bot.i18n import gettext as _
 from bot.i18n import ngettext
-from bot.texts import team_line
+from bot.texts import MEMBERSHIP, team_line
 
 
 @click.group("team")
@@ -66,17 +66,4 @@ def team_assign_command(name: str, user_id: int, remove: bool) -> None:
             return changed, team.name
 
     changed, team = common.run(assign())
-    values = {"user": user_id, "team": team}
-    if remove:
-        text = (
-            _("User %(user)d is no longer in team %(team)s.")
-            if changed
-            else _("User %(user)d is not in team %(team)s.")
-        )
-    else:
-        text = (
-            _("User %(user)d is now in team %(team)s.")
-            if changed
-            else _("User %(user)d is already in team %(team)s.")
-        )
-    click.echo(text % values)
+    click.echo(_(MEMBERSHIP[remove, changed]) % {"user": user_id, "team": team})

@@ -228,12 +228,6 @@ def _tr(update: Update, context: BotContext) -> Translator:
     return user_translator(update.effective_user, context)
 
 
-def _when(moment: datetime, zone: str, tr: Translator) -> str:
-    """A moment in ``zone``, naming the zone: coordinators see patients of many zones side
-    by side."""
-    return when(moment, zone, tr)
-
-
 def _yes_no(value: bool, tr: Translator) -> str:
     return tr.gettext("Yes") if value else tr.gettext("No")
 
@@ -330,7 +324,7 @@ async def _send_invite(
         intro,
         # TRANSLATORS: followed by the invite link on the next line.
         tr.gettext("Invite link for %(label)s (single use, valid until %(expires)s):")
-        % {"label": label, "expires": _when(expires_at, zone, tr)},
+        % {"label": label, "expires": when(expires_at, zone, tr)},
         link,
     ]
     await chat.send_message("\n".join(lines))
@@ -1070,7 +1064,7 @@ async def _patients_page(
             % {
                 "label": summary.label,
                 "status": _status(summary.status, tr),
-                "next": _when(summary.next_due, summary.timezone, tr)
+                "next": when(summary.next_due, summary.timezone, tr)
                 if summary.next_due
                 # TRANSLATORS: no reminder is planned for this patient.
                 else tr.gettext("none"),
@@ -1167,7 +1161,7 @@ async def patient(update: Update, context: BotContext) -> None:
             # (Monthly blood and urine tests)".
             tr.gettext("Last acknowledgement: %(when)s, %(action)s (%(reminder)s)")
             % {
-                "when": _when(last.at, found.timezone, tr),
+                "when": when(last.at, found.timezone, tr),
                 "action": _action(last.action, tr),
                 "reminder": _kind_title(last.kind, tr),
             }

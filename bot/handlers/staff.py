@@ -18,7 +18,7 @@ from bot.auth import requires
 from bot.context import BotContext
 from bot.handlers.common import PRIVATE, Handlers, reply, user_translator, viewer_zone, when
 from bot.i18n import Translator
-from bot.texts import KIND_TITLES, team_line
+from bot.texts import KIND_TITLES, MEMBERSHIP, team_line
 from scheduler import store, teams
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.errors import N_, ValidationError
@@ -455,25 +455,15 @@ async def team(update: Update, context: BotContext) -> None:
                 case ["assign" | "remove" as verb, name, user]:
                     user_id = _user_id(user)
                     found = await teams.by_name(session, name=name)
-                    values = {"user": user_id, "team": found.name}
-                    if verb == "assign":
-                        changed = await teams.assign(
-                            session, team=found, user_id=user_id, actor=actor, now=now
-                        )
-                        text = (
-                            tr.gettext("User %(user)d is now in team %(team)s.")
-                            if changed
-                            else tr.gettext("User %(user)d is already in team %(team)s.")
-                        ) % values
-                    else:
-                        changed = await teams.unassign(
-                            session, team=found, user_id=user_id, actor=actor, now=now
-                        )
-                        text = (
-                            tr.gettext("User %(user)d is no longer in team %(team)s.")
-                            if changed
-                            else tr.gettext("User %(user)d is not in team %(team)s.")
-                        ) % values
+                    removing = verb == "remove"
+                    change = teams.unassign if removing else teams.assign
+                    changed = await change(
+                        session, team=found, user_id=user_id, actor=actor, now=now
+                    )
+                    text = tr.gettext(MEMBERSHIP[removing, changed]) % {
+                        "user": user_id,
+                        "team": found.name,
+                    }
                 case _:
                     raise TeamUsage()
     except ValidationError as error:
