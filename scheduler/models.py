@@ -17,6 +17,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    JSON,
     Integer,
     MetaData,
     String,
@@ -369,3 +370,35 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class Dialogue(Base):
+    """Where a user is in a conversation of several steps (an enrolment, a consent, a
+    confirmation), keyed by chat and user and read on every update: any replica, or this
+    one after a restart, goes on from here. ``data`` holds the answers so far, never more
+    than the finished record would."""
+
+    __tablename__ = "dialogue"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The patient the dialogue is about, if any: erasing the patient removes it.
+    patient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PeriodicRun(Base):
+    """Work that one process of many does per interval (the follow-up sweep, housekeeping):
+    the process that moves ``started_at`` forward runs it."""
+
+    __tablename__ = "periodic_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime]
+    process: Mapped[str | None] = mapped_column(String(128))
