@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot
 
+from bot import dialogues
 from bot.context import BotContext, RemindbotApp, Services
 from bot.handlers import coordinator, fallback, patient, reminders, staff
 from bot.handlers.errors import on_error
@@ -86,9 +87,14 @@ class RemindbotBot(ExtBot[None]):
 
 def register_handlers(app: RemindbotApp) -> None:
     """Every command and button of the bot: each handler module lists its own."""
+    conversations = patient.conversations() | coordinator.conversations()
+    app.bot_data.conversations = conversations
+    # First: a typed answer to a question under way, and /cancel, go nowhere else.
+    app.add_handlers(
+        dialogues.handlers(conversations, nothing_to_cancel=patient.nothing_to_cancel), group=-1
+    )
     for module in (patient, reminders, coordinator, staff):
         app.add_handlers(module.handlers())
-    app.add_handler(patient.cancel_outside_conversations())
     app.add_handlers(fallback.handlers())  # last: what nothing else took
     app.add_error_handler(on_error)
 

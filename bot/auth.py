@@ -51,7 +51,7 @@ def requires(needed: Role) -> Callable[[H], H]:
 
     def decorator(handler: H) -> H:
         @functools.wraps(handler)
-        async def guarded(update: Update, context: BotContext) -> Any:
+        async def guarded(update: Update, context: BotContext, *args: Any) -> Any:
             user = update.effective_user
             staff = None
             if user is not None:
@@ -64,7 +64,7 @@ def requires(needed: Role) -> Callable[[H], H]:
                 if language and language != staff[1]:
                     async with context.sessions.begin() as session:
                         await store.note_language(session, user_id=user.id, locale=language)
-                return await handler(update, context)
+                return await handler(update, context, *args)
             async with context.sessions.begin() as session:
                 store.audit(
                     session,

@@ -13,6 +13,7 @@ from scheduler.clock import Clock
 from scheduler.dispatcher import Dispatcher
 
 if TYPE_CHECKING:
+    from bot.dialogues import Conversations
     from bot.menus import MenuSync
 
 
@@ -25,6 +26,7 @@ class Services:
     clock: Clock | None = None
     dispatcher: Dispatcher | None = None
     menus: MenuSync | None = None
+    conversations: Conversations | None = None
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):

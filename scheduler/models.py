@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Date,
@@ -17,7 +18,6 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
-    JSON,
     Integer,
     MetaData,
     String,
@@ -374,15 +374,15 @@ class AuditEvent(Base):
 
 class Dialogue(Base):
     """Where a user is in a conversation of several steps (an enrolment, a consent, a
-    confirmation), keyed by chat and user and read on every update: any replica, or this
-    one after a restart, goes on from here. ``data`` holds the answers so far, never more
-    than the finished record would."""
+    confirmation), keyed by chat, user and conversation and read on every update: any
+    replica, or this one after a restart, goes on from here. ``data`` holds the answers so
+    far, never more than the finished record would."""
 
     __tablename__ = "dialogue"
 
     chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
     step: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The patient the dialogue is about, if any: erasing the patient removes it.

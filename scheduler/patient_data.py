@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import outbox
+from scheduler import dialogues, outbox
 from scheduler.models import (
     Acknowledgement,
     AuditEvent,
@@ -199,7 +199,8 @@ async def erase(
     session: AsyncSession, *, patient_id: int, actor: str, now: datetime
 ) -> Erased | None:
     """Withdraw and erase the patient: every row about them is deleted (preferences,
-    courses, consents, invites, reminders with their history and answers, alerts), and
+    courses, consents, invites, reminders with their history and answers, alerts, the
+    conversations about them or in their chat), and
     their Telegram id is removed from the audit trail. What stays: how many reminders of
     each kind ended in each status, summed over every erased patient (``ErasedCount``), and
     the audit rows of who enrolled and who erased "patient:<number>", a number that now
@@ -214,6 +215,7 @@ async def erase(
     await _add_counts(session, [(*key, n) for key, n in counts.items()] + [(*ERASURES, 1)])
     for table in (Consent, Invite, Course):
         await session.execute(delete(table).where(table.patient_id == patient_id))
+    await dialogues.forget(session, patient_ids=[patient_id], chat_id=chat_id)
     await session.execute(delete(Patient).where(Patient.id == patient_id))
     session.expunge(patient)
     if chat_id is not None:

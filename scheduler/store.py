@@ -531,6 +531,16 @@ async def find_invite(session: AsyncSession, *, token: str, now: datetime) -> In
     if not _TOKEN.fullmatch(token):
         return None
     invite = await session.scalar(select(Invite).where(Invite.token_hash == token_hash(token)))
+    return _usable(invite, now)
+
+
+async def usable_invite(session: AsyncSession, *, invite_id: int, now: datetime) -> Invite | None:
+    """The invite ``invite_id`` (found by its token earlier) if still unused, not revoked
+    and not expired."""
+    return _usable(await session.get(Invite, invite_id), now)
+
+
+def _usable(invite: Invite | None, now: datetime) -> Invite | None:
     if invite is None or invite.used_at or invite.revoked_at or invite.expires_at <= now:
         return None
     return invite

@@ -2,36 +2,28 @@
 
 ``/enroll`` is a conversation, one question per step; every answer, typed or pressed, goes
 through the same validation as ``remindbot enroll`` and a bad one is asked again with the
-reason. The answers live in ``user_data[ENROL_KEY]`` until the coordinator confirms,
-cancels or stops answering for ``ENROL_TIMEOUT``; nothing is stored before the confirmation.
+reason. The answers live in the conversation's row (``bot.dialogues``) until the coordinator
+confirms, cancels or stops answering for ``ENROL_TIMEOUT``; no patient is stored before the
+confirmation.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_percent
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.ext import (
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    TypeHandler,
-    filters,
-)
-from telegram.warnings import PTBUserWarning
+from telegram.ext import CallbackQueryHandler, CommandHandler
 
-from bot import messages, timezones
+from bot import dialogues, messages, timezones
 from bot.auth import requires
 from bot.context import BotContext
 from bot.handlers.common import (
@@ -44,11 +36,12 @@ from bot.handlers.common import (
     when,
 )
 from bot.handlers.patient import agenda
-from bot.i18n import Translator, available_locales
+from bot.i18n import Translator, available_locales, translator
 from bot.invites import invite_link, qr_png
 from bot.texts import KIND_TITLES
 from scheduler import coordination, patient_data, store, teams
 from scheduler.coordination import Adherence
+from scheduler.dialogues import Open
 from scheduler.errors import N_, CourseTooEarly, TooManyCourses, ValidationError
 from scheduler.models import Course, Patient
 from scheduler.outbox import Action
@@ -70,8 +63,8 @@ from scheduler.validation import (
     parse_send_time,
 )
 
-ENROL_KEY = "enrolment"
-COURSE_KEY = "pending_course"
+# What a step of the enrolment returns when the conversation is over.
+ENDED: Final = -1
 # An enrolment left unanswered this long ends, and nothing is saved.
 ENROL_TIMEOUT = timedelta(minutes=15)
 PAGE_SIZE = 10
@@ -200,6 +193,35 @@ class Draft:
     team_id: int | None = None
     team_name: str = ""
 
+    def to_data(self) -> dict[str, Any]:
+        """The answers as JSON values, for the conversation's row."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "too_early"}
+        for name in ("course1_start", "course2_start"):
+            data[name] = data[name].isoformat() if data[name] else None
+        data["send_time"] = self.send_time.strftime("%H:%M") if self.send_time else None
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Draft:
+        """The answers from ``to_data``; a course 2 not yet confirmed as early is checked
+        again, to ask about it the same way."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values.pop("too_early", None)
+        for name in ("course1_start", "course2_start"):
+            if values.get(name):
+                values[name] = date.fromisoformat(values[name])
+        if values.get("send_time"):
+            values["send_time"] = time.fromisoformat(values["send_time"])
+        draft = cls(**values)
+        if draft.course1_start and draft.course2_start and not draft.allow_early:
+            try:
+                build_courses(
+                    [(draft.course1_start, draft.course1_days), (draft.course2_start, None)]
+                )
+            except CourseTooEarly as error:
+                draft.too_early = error
+        return draft
+
     def courses(self) -> list[CourseSpec]:
         specs: list[CourseSpec] = []
         if self.course1_start is not None:
@@ -207,18 +229,6 @@ class Draft:
         if self.course2_start is not None:
             specs.append((self.course2_start, self.course2_days))
         return specs
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCourse:
-    """A ``/course`` that needs the coordinator's override, and the prompt that asks for it."""
-
-    patient_id: int
-    label: str
-    start: date
-    days: int | None
-    number: int
-    message_id: int
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -481,8 +491,26 @@ def _summary(draft: Draft, tr: Translator) -> str:
     return "\n".join(lines)
 
 
-async def _ask(update: Update, draft: Draft, step: Step, tr: Translator, before: str = "") -> Step:
-    """Ask for ``step``, after ``before``: why the last answer was refused, or an intro."""
+async def _ask(
+    update: Update,
+    context: BotContext,
+    draft: Draft,
+    step: Step,
+    tr: Translator,
+    before: str = "",
+) -> Step:
+    """Ask for ``step``, after ``before``: why the last answer was refused, or an intro.
+
+    The conversation is stored at ``step`` first: the answer may reach another replica
+    as soon as the question is out."""
+    await dialogues.keep(
+        update,
+        context,
+        dialogues.ENROL,
+        step=step.name,
+        data={**draft.to_data(), "ui": tr.locale},
+        lasts=ENROL_TIMEOUT,
+    )
     text, markup = _question(step, draft, tr)
     await _send(update, f"{before}\n\n{text}" if before else text, markup)
     return step
@@ -491,17 +519,6 @@ async def _ask(update: Update, draft: Draft, step: Step, tr: Translator, before:
 # --- /enroll: the answers ----------------------------------------------------------------------
 
 Setter = Callable[[Draft, str, Translator, BotContext], Awaitable[Step | None]]
-
-
-def _draft(context: BotContext) -> Draft | None:
-    draft = context.user_data.get(ENROL_KEY) if context.user_data is not None else None
-    return draft if isinstance(draft, Draft) else None
-
-
-def _end(context: BotContext) -> int:
-    if context.user_data is not None:
-        context.user_data.pop(ENROL_KEY, None)
-    return ConversationHandler.END
 
 
 async def _answer_text(update: Update, step: Step) -> str:
@@ -514,30 +531,23 @@ async def _answer_text(update: Update, step: Step) -> str:
     return (update.message.text or "") if update.message else ""
 
 
-async def _ended(update: Update, context: BotContext, tr: Translator) -> int:
-    """An answer came in, but the draft is gone: say so and end the conversation."""
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-    await reply(update, tr.gettext("This enrolment has ended. Send /enroll to start again."))
-    return _end(context)
-
-
-async def _answer(update: Update, context: BotContext, step: Step, setter: Setter) -> int:
+async def _answer(
+    update: Update, context: BotContext, step: Step, draft: Draft, tr: Translator
+) -> int:
     """Record the answer to ``step`` and ask the next question, or ask again with the reason."""
-    tr = _tr(update, context)
-    draft = _draft(context)
-    if draft is None:
-        return await _ended(update, context, tr)
     value = await _answer_text(update, step)
+    if step == Step.SUMMARY:
+        return await _summary_answer(update, context, draft, value, tr)
+    setter = SETTERS[step]
     try:
         following = await setter(draft, value, tr, context)
     except ValidationError as error:
-        return await _ask(update, draft, step, tr, before=error.render(tr.gettext))
+        return await _ask(update, context, draft, step, tr, before=error.render(tr.gettext))
     if following is None:
         following = (
             Step.SUMMARY if draft.editing and step < Step.COURSE1_START else _FOLLOWING[step]
         )
-    return await _ask(update, draft, following, tr)
+    return await _ask(update, context, draft, following, tr)
 
 
 async def _set_label(draft: Draft, value: str, tr: Translator, context: BotContext) -> None:
@@ -632,7 +642,7 @@ async def _set_edit(draft: Draft, value: str, tr: Translator, context: BotContex
 
 
 @requires(Role.COORDINATOR)
-async def enroll(update: Update, context: BotContext) -> int:
+async def enroll(update: Update, context: BotContext) -> None:
     """``/enroll [TEAM]``: start enrolling a patient (starts over if one was under way) into
     the coordinator's team; one in several teams names it."""
     tr = _tr(update, context)
@@ -653,104 +663,66 @@ async def enroll(update: Update, context: BotContext) -> int:
                 ]
             ),
         )
-        return _end(context)
+        return
     except ValidationError as error:
         await reply(update, error.render(tr.gettext))
-        return _end(context)
+        return
     draft = Draft(team_id=team.id, team_name=team.name)
-    assert context.user_data is not None
-    context.user_data[ENROL_KEY] = draft
     intro = tr.gettext("New enrolment. Nothing is saved until you confirm; send /cancel to stop.")
-    return await _ask(update, draft, Step.LABEL, tr, before=intro)
+    await _ask(update, context, draft, Step.LABEL, tr, before=intro)
 
 
 @requires(Role.COORDINATOR)
-async def enroll_label(update: Update, context: BotContext) -> int:
-    """The pseudonymous label: well-formed and not in use."""
-    return await _answer(update, context, Step.LABEL, _set_label)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_language(update: Update, context: BotContext) -> int:
-    """The patient's language: one the bot ships."""
-    return await _answer(update, context, Step.LANGUAGE, _set_language)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_timezone(update: Update, context: BotContext) -> int:
-    """The patient's time zone: a button, a city or an IANA id."""
-    return await _answer(update, context, Step.TIMEZONE, _set_timezone)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_send_time(update: Update, context: BotContext) -> int:
-    """The local send time, 07:00 to 21:00."""
-    return await _answer(update, context, Step.SEND_TIME, _set_send_time)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_cbp(update: Update, context: BotContext) -> int:
-    """Whether the patient can become pregnant."""
-    return await _answer(update, context, Step.CBP, _set_cbp)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_cervix(update: Update, context: BotContext) -> int:
-    """Whether the patient has a cervix (the yearly cervical screening line)."""
-    return await _answer(update, context, Step.CERVIX, _set_cervix)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_course1_start(update: Update, context: BotContext) -> int:
-    """The first infusion day of course 1."""
-    return await _answer(update, context, Step.COURSE1_START, _set_course1_start)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_course1_days(update: Update, context: BotContext) -> int:
-    """The infusion days of course 1."""
-    return await _answer(update, context, Step.COURSE1_DAYS, _set_course1_days)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_course2_start(update: Update, context: BotContext) -> int:
-    """The first infusion day of course 2, or skip."""
-    return await _answer(update, context, Step.COURSE2_START, _set_course2_start)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_early(update: Update, context: BotContext) -> int:
-    """Confirm a course 2 that starts early, or change its date."""
-    return await _answer(update, context, Step.EARLY, _set_early)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_course2_days(update: Update, context: BotContext) -> int:
-    """The infusion days of course 2."""
-    return await _answer(update, context, Step.COURSE2_DAYS, _set_course2_days)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_edit(update: Update, context: BotContext) -> int:
-    """Which answer to give again."""
-    return await _answer(update, context, Step.EDIT, _set_edit)
-
-
-@requires(Role.COORDINATOR)
-async def enroll_summary(update: Update, context: BotContext) -> int:
-    """Confirm, edit or cancel the enrolment."""
+async def enroll_answer(update: Update, context: BotContext, open_: Open | None = None) -> None:
+    """An answer to the enrolment question under way: typed (``bot.dialogues`` routes it
+    here with the conversation) or a button of that question."""
     tr = _tr(update, context)
-    draft = _draft(context)
-    if draft is None:
-        return await _ended(update, context, tr)
-    match await _answer_text(update, Step.SUMMARY):
+    query = update.callback_query
+    if open_ is None:
+        open_ = await dialogues.find(update, context, dialogues.ENROL)
+    if open_ is None:
+        if query is not None:
+            await query.answer(tr.gettext("This button is no longer active."))
+        return
+    step = Step[open_.step]
+    if query is not None and not (query.data or "").startswith(f"{ENROL}:{BUTTON_KEYS.get(step)}:"):
+        await query.answer(tr.gettext("This button is no longer active."))
+        return
+    if await _answer(update, context, step, Draft.from_data(open_.data), tr) == ENDED:
+        await dialogues.end(update, context, dialogues.ENROL)
+
+
+SETTERS: Final[dict[Step, Setter]] = {
+    Step.LABEL: _set_label,  # well-formed and not in use
+    Step.LANGUAGE: _set_language,  # one the bot ships
+    Step.TIMEZONE: _set_timezone,  # a button, a city or an IANA id
+    Step.SEND_TIME: _set_send_time,  # 07:00 to 21:00
+    Step.CBP: _set_cbp,  # whether the patient can become pregnant
+    Step.CERVIX: _set_cervix,  # the yearly cervical screening line
+    Step.COURSE1_START: _set_course1_start,
+    Step.COURSE1_DAYS: _set_course1_days,
+    Step.COURSE2_START: _set_course2_start,  # or skip
+    Step.EARLY: _set_early,  # confirm a course 2 that starts early, or change its date
+    Step.COURSE2_DAYS: _set_course2_days,
+    Step.EDIT: _set_edit,  # which answer to give again
+}
+
+
+async def _summary_answer(
+    update: Update, context: BotContext, draft: Draft, answer: str, tr: Translator
+) -> int:
+    """Confirm, edit or cancel the enrolment."""
+    match answer:
         case "confirm":
             return await _confirm(update, context, draft, tr)
         case "edit":
-            return await _ask(update, draft, Step.EDIT, tr)
+            return await _ask(update, context, draft, Step.EDIT, tr)
         case "cancel":
-            return await _cancelled(update, context, tr)
-    return await _ask(update, draft, Step.SUMMARY, tr, before=UseTheButtons().render(tr.gettext))
+            await _cancelled(update, context, tr)
+            return ENDED
+    return await _ask(
+        update, context, draft, Step.SUMMARY, tr, before=UseTheButtons().render(tr.gettext)
+    )
 
 
 async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Translator) -> int:
@@ -770,7 +742,7 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
             allow_early_course=draft.allow_early,
         )
     except ValidationError as error:
-        return await _ask(update, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
+        return await _ask(update, context, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
     enrolment = store.Enrolment(
         draft.label,
         draft.locale,
@@ -792,11 +764,11 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
         # Another coordinator took the label since it was checked.
         draft.label, draft.editing = None, True
         taken = store.LabelTaken(label=enrolment.label).render(tr.gettext)
-        return await _ask(update, draft, Step.LABEL, tr, before=taken)
+        return await _ask(update, context, draft, Step.LABEL, tr, before=taken)
     except teams.NoCoordinator as error:
         # The team's last coordinator lost the role meanwhile: nobody would get alerts.
-        return await _ask(update, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
-    _end(context)
+        return await _ask(update, context, draft, Step.SUMMARY, tr, before=error.render(tr.gettext))
+    await dialogues.end(update, context, dialogues.ENROL)
     await _send_invite(
         update,
         context,
@@ -809,27 +781,24 @@ async def _confirm(update: Update, context: BotContext, draft: Draft, tr: Transl
         )
         % {"label": enrolled.label},
     )
-    return ConversationHandler.END
+    return ENDED
 
 
-async def _cancelled(update: Update, context: BotContext, tr: Translator) -> int:
+async def _cancelled(update: Update, context: BotContext, tr: Translator) -> None:
     await reply(update, tr.gettext("Enrolment cancelled. Nothing was saved."))
-    return _end(context)
 
 
-@requires(Role.COORDINATOR)
-async def enroll_cancel(update: Update, context: BotContext) -> int:
-    """``/cancel`` during an enrolment: forget every answer."""
-    return await _cancelled(update, context, _tr(update, context))
+async def enroll_cancelled(update: Update, context: BotContext, _: Open) -> None:
+    """``/cancel`` during an enrolment: every answer is forgotten."""
+    await _cancelled(update, context, _tr(update, context))
 
 
-@requires(Role.COORDINATOR)
-async def enroll_timeout(update: Update, context: BotContext) -> int:
-    """The coordinator stopped answering: the enrolment ends and nothing is saved."""
-    tr = _tr(update, context)
+async def enroll_abandoned(context: BotContext, open_: Open) -> None:
+    """The coordinator stopped answering: the enrolment ended and nothing was saved."""
+    tr = translator(str(open_.data.get("ui") or context.settings.default_locale))
     minutes = int(ENROL_TIMEOUT.total_seconds() // 60)
-    await reply(
-        update,
+    await context.bot.send_message(
+        open_.chat_id,
         tr.ngettext(
             "The enrolment was abandoned after %(minutes)d minute without an answer. "
             "Nothing was saved; send /enroll to start again.",
@@ -839,58 +808,20 @@ async def enroll_timeout(update: Update, context: BotContext) -> int:
         )
         % {"minutes": minutes},
     )
-    return _end(context)
 
 
-@requires(Role.COORDINATOR)
-async def stale_button(update: Update, context: BotContext) -> None:
-    """A button of an enrolment question that is no longer asked."""
-    if update.callback_query is not None:
-        tr = _tr(update, context)
-        await update.callback_query.answer(tr.gettext("This button is no longer active."))
-
-
-def enroll_conversation() -> ConversationHandler[BotContext]:
-    """The ``/enroll`` conversation, one state per question."""
-    answers = {
-        Step.LABEL: enroll_label,
-        Step.LANGUAGE: enroll_language,
-        Step.TIMEZONE: enroll_timezone,
-        Step.SEND_TIME: enroll_send_time,
-        Step.CBP: enroll_cbp,
-        Step.CERVIX: enroll_cervix,
-        Step.COURSE1_START: enroll_course1_start,
-        Step.COURSE1_DAYS: enroll_course1_days,
-        Step.COURSE2_START: enroll_course2_start,
-        Step.EARLY: enroll_early,
-        Step.COURSE2_DAYS: enroll_course2_days,
-        Step.SUMMARY: enroll_summary,
-        Step.EDIT: enroll_edit,
-    }
-    text = PRIVATE & filters.TEXT & ~filters.COMMAND
-    states: dict[object, Handlers] = {}
-    for step, callback in answers.items():
-        handlers: Handlers = [MessageHandler(text, callback)]
-        if step in BUTTON_KEYS:
-            pattern = f"^{ENROL}:{BUTTON_KEYS[step]}:"
-            handlers.append(CallbackQueryHandler(callback, pattern=pattern))
-        states[step] = handlers
-    states[ConversationHandler.TIMEOUT] = [TypeHandler(Update, enroll_timeout)]
-    with warnings.catch_warnings():
-        # PTB warns that with per_message=False a button press is tracked per chat, not per
-        # message: intended, since each step checks the press belongs to the current question.
-        warnings.filterwarnings("ignore", category=PTBUserWarning, message=".*per_message.*")
-        return ConversationHandler(
-            entry_points=[CommandHandler("enroll", enroll, filters=PRIVATE)],
-            states=states,
-            fallbacks=[
-                CommandHandler("cancel", enroll_cancel, filters=PRIVATE),
-                CallbackQueryHandler(stale_button, pattern=f"^{ENROL}:"),
-            ],
-            allow_reentry=True,
-            conversation_timeout=ENROL_TIMEOUT,
-            name="enroll",
-        )
+def conversations() -> dialogues.Conversations:
+    """The enrolment takes typed answers, ends on /cancel and says when it was abandoned;
+    a /course override and a /forget LABEL confirmation end on /cancel."""
+    return dialogues.Conversations(
+        answers={dialogues.ENROL: enroll_answer},
+        cancels={
+            dialogues.ENROL: enroll_cancelled,
+            dialogues.COURSE: course_cancelled,
+            dialogues.ERASE: erase_cancelled,
+        },
+        notices={dialogues.ENROL: enroll_abandoned},
+    )
 
 
 # --- /course ---------------------------------------------------------------------------------
@@ -946,9 +877,19 @@ async def course(update: Update, context: BotContext) -> None:
                 ]
             ),
         )
-        if prompt is not None and context.user_data is not None:
-            context.user_data[COURSE_KEY] = PendingCourse(
-                patient.id, label, start, days, number, prompt.message_id
+        if prompt is not None:
+            await dialogues.keep(
+                update,
+                context,
+                dialogues.COURSE,
+                data={
+                    "label": label,
+                    "start": start.isoformat(),
+                    "days": days,
+                    "number": number,
+                    "message_id": prompt.message_id,
+                },
+                patient_id=patient.id,
             )
         return
     except ValidationError as error:
@@ -987,29 +928,31 @@ async def _add_course(
 async def course_confirm(update: Update, context: BotContext) -> None:
     """The early-course override: only for the course this coordinator was just asked about."""
     query = update.callback_query
-    if query is None or context.user_data is None:
+    if query is None:
         return
     tr = _tr(update, context)
-    pending = context.user_data.get(COURSE_KEY)
+    pending = await dialogues.find(update, context, dialogues.COURSE)
     if (
-        not isinstance(pending, PendingCourse)
+        pending is None
         or not isinstance(query.message, Message)
-        or query.message.message_id != pending.message_id
+        or query.message.message_id != pending.data["message_id"]
+        or not await dialogues.end(update, context, dialogues.COURSE)
     ):
         await query.answer(tr.gettext("Nothing to confirm."))
         return
     await query.answer()
-    del context.user_data[COURSE_KEY]
     await _drop_keyboard(query)
     if query.data != COURSE_CONFIRM:
         await reply(update, tr.gettext("Nothing was recorded."))
         return
+    label, number = str(pending.data["label"]), int(pending.data["number"])
+    start, days = date.fromisoformat(pending.data["start"]), pending.data["days"]
     async with context.sessions() as session:
-        patient = await _patient(session, update, pending.label)
+        patient = await _patient(session, update, label)
     if (
         patient is None
         or patient.id != pending.patient_id
-        or len(patient.courses) + 1 != pending.number
+        or len(patient.courses) + 1 != number
         or patient.status == PatientStatus.WITHDRAWN
     ):
         await reply(
@@ -1020,13 +963,16 @@ async def course_confirm(update: Update, context: BotContext) -> None:
         )
         return
     try:
-        added = await _add_course(
-            context, update, pending.patient_id, pending.start, pending.days, allow_early=True
-        )
+        added = await _add_course(context, update, patient.id, start, days, allow_early=True)
     except ValidationError as error:
         await reply(update, error.render(tr.gettext))
         return
-    await reply(update, _recorded(added.number, pending.label, added.start, added.days, tr))
+    await reply(update, _recorded(added.number, label, added.start, added.days, tr))
+
+
+async def course_cancelled(update: Update, context: BotContext, _: Open) -> None:
+    """``/cancel`` while an early course waits for its override."""
+    await reply(update, _tr(update, context).gettext("Nothing was recorded."))
 
 
 # --- /patients, /patient -----------------------------------------------------------------------
@@ -1361,6 +1307,7 @@ async def forget(update: Update, context: BotContext) -> None:
     if found is None:
         await reply(update, _no_patient(tr))
         return
+    await dialogues.keep(update, context, dialogues.ERASE, patient_id=found.id)
     await _send(
         update,
         tr.gettext(
@@ -1388,15 +1335,20 @@ async def forget_confirm(update: Update, context: BotContext) -> None:
     if query is None or user is None:
         return
     tr = _tr(update, context)
+    data = query.data or ""
+    asked = await dialogues.take(update, context, dialogues.ERASE)
+    if asked is None or (data != ERASE_CANCEL and data != f"{ERASE}{asked.patient_id}"):
+        await query.answer(tr.gettext("This button is no longer active."))
+        await _drop_keyboard(query)
+        return
     await query.answer()
     await _drop_keyboard(query)
-    data = query.data or ""
-    if data == ERASE_CANCEL or not data[len(ERASE) :].isdigit():
+    if data == ERASE_CANCEL or asked.patient_id is None:
         await reply(update, tr.gettext("Nothing was erased."))
         return
     async with context.sessions.begin() as session:
         found = await store.patient_by_id(
-            session, patient_id=int(data[len(ERASE) :]), scope=await _scope(session, update)
+            session, patient_id=asked.patient_id, scope=await _scope(session, update)
         )
         erased = (
             await patient_data.erase(
@@ -1418,13 +1370,18 @@ async def forget_confirm(update: Update, context: BotContext) -> None:
     )
 
 
+async def erase_cancelled(update: Update, context: BotContext, _: Open) -> None:
+    """``/cancel`` while a /forget LABEL waits for its confirmation."""
+    await reply(update, _tr(update, context).gettext("Nothing was erased."))
+
+
 def handlers() -> Handlers:
     """The coordinator commands and buttons."""
     return [
         CommandHandler("forget", forget, filters=PRIVATE & WITH_ARGUMENT),
         CallbackQueryHandler(forget_confirm, pattern=f"^({ERASE}\\d+|{ERASE_CANCEL})$"),
-        enroll_conversation(),
-        CallbackQueryHandler(stale_button, pattern=f"^{ENROL}:"),
+        CommandHandler("enroll", enroll, filters=PRIVATE),
+        CallbackQueryHandler(enroll_answer, pattern=f"^{ENROL}:"),
         CommandHandler("course", course, filters=PRIVATE),
         CallbackQueryHandler(course_confirm, pattern=f"^({COURSE_CONFIRM}|{COURSE_CANCEL})$"),
         CommandHandler("patients", patients, filters=PRIVATE),

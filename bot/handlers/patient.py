@@ -22,12 +22,9 @@ from telegram import (
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    filters,
 )
 
-from bot import messages, timezones
+from bot import dialogues, messages, timezones
 from bot.auth import allows, role_of
 from bot.calendar import plan_calendar
 from bot.context import BotContext
@@ -46,6 +43,7 @@ from bot.texts import KIND_TITLES
 from scheduler import patient_data, store
 from scheduler.alerts import AlertKind
 from scheduler.db import reading
+from scheduler.dialogues import Open
 from scheduler.errors import ValidationError
 from scheduler.models import Patient, Reminder
 from scheduler.outbox import alert_reached
@@ -56,7 +54,6 @@ from scheduler.validation import check_locale, parse_send_time
 
 log = logging.getLogger(__name__)
 
-INVITE_KEY = "invite_token"
 CONSENT_ACCEPT = "consent:accept"
 CONSENT_DECLINE = "consent:decline"
 AGENDA_SIZE = 5
@@ -70,8 +67,8 @@ FORGET_CONFIRM = "forget:confirm"
 FORGET_KEEP = "forget:keep"
 
 # States of the /time and /timezone conversation.
-ASKING_TIME, ASKING_TIMEZONE = range(2)
-CONVERSATION_TIMEOUT = timedelta(minutes=10)
+# A consent waits this long for its answer, at most (the invite may expire sooner).
+CONSENT_LASTS = timedelta(hours=24)
 CANCEL = "/cancel"
 # Offered as reply-keyboard buttons; a press sends the text, so typing works the same way.
 TIME_CHOICES = ("07:30", "08:00", "08:30", "09:00", "12:00", "18:00", "19:00", "20:00")
@@ -188,6 +185,20 @@ def _choices(options: Sequence[str], per_row: int) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup([*rows, [CANCEL]], one_time_keyboard=True, resize_keyboard=True)
 
 
+async def _confirmed(update: Update, context: BotContext, name: str) -> bool:
+    """A button answers the question ``name`` that is still open (and closes it): else the
+    press is answered as stale and its buttons removed. The question is in the database,
+    so a restart or another replica takes the press, and two presses act once."""
+    if _own_chat(update) and await dialogues.take(update, context, name) is not None:
+        return True
+    query = update.callback_query
+    if query is not None:
+        tr = await _translator_for(update, context)
+        await query.answer(tr.gettext("This button is no longer active."))
+        await _remove_buttons(update)
+    return False
+
+
 async def _remove_buttons(update: Update) -> None:
     query = update.callback_query
     if query is not None and isinstance(query.message, Message) and query.message.reply_markup:
@@ -219,6 +230,7 @@ async def start(update: Update, context: BotContext) -> None:
     now = context.clock.now()
     token = context.args[0] if context.args else None
     invited: Patient | None = None
+    invite = None
     async with context.sessions.begin() as session:
         patient = await patient_of_chat(session, update)
         if patient is not None and patient.status != PatientStatus.WITHDRAWN:
@@ -240,11 +252,17 @@ async def start(update: Update, context: BotContext) -> None:
     if token is None:  # not from an invite link: say what this bot is, or list commands
         await help_command(update, context)
         return
-    if invited is None:
+    if invite is None or invited is None:
         await reply(update, _ask_care_team(user_translator(user, context)))
         return
-    assert context.user_data is not None
-    context.user_data[INVITE_KEY] = token
+    await dialogues.keep(
+        update,
+        context,
+        dialogues.CONSENT,
+        data={"invite": invite.id},
+        lasts=min(CONSENT_LASTS, invite.expires_at - now),
+        patient_id=invited.id,
+    )
     tr = translator(invited.locale)
     await reply(update, _consent_text(tr, context), reply_markup=_consent_keyboard(tr))
 
@@ -261,15 +279,19 @@ async def consent_accept(update: Update, context: BotContext) -> None:
     query = update.callback_query
     chat = update.effective_chat
     user = update.effective_user
-    if query is None or chat is None or user is None or context.user_data is None:
+    if query is None or chat is None or user is None:
         return
     await query.answer()
     if chat.id != user.id:  # only ever the presser's own private chat
         return
-    token = context.user_data.get(INVITE_KEY)
+    consent = await dialogues.find(update, context, dialogues.CONSENT)
     now = context.clock.now()
     async with context.sessions.begin() as session:
-        invite = await store.find_invite(session, token=token, now=now) if token else None
+        invite = (
+            await store.usable_invite(session, invite_id=int(consent.data["invite"]), now=now)
+            if consent is not None
+            else None
+        )
         if invite is None:
             await reply(update, _ask_care_team(user_translator(update.effective_user, context)))
             return
@@ -302,7 +324,7 @@ async def consent_accept(update: Update, context: BotContext) -> None:
             now=now,
         )
         coming = await store.upcoming(session, patient_id=patient.id, limit=3)
-    context.user_data.pop(INVITE_KEY, None)
+    await dialogues.end(update, context, dialogues.CONSENT)
     if query.message is not None:
         await query.edit_message_reply_markup(reply_markup=None)
     lines = [
@@ -322,14 +344,9 @@ async def consent_decline(update: Update, context: BotContext) -> None:
     if query is None:
         return
     await query.answer()
-    token = context.user_data.get(INVITE_KEY) if context.user_data else None
+    consent = await dialogues.take(update, context, dialogues.CONSENT)
     async with context.sessions() as session:
-        invite = (
-            await store.find_invite(session, token=token, now=context.clock.now())
-            if token
-            else None
-        )
-        invited = await session.get(Patient, invite.patient_id) if invite else None
+        invited = await session.get(Patient, consent.patient_id) if consent else None
     tr = translator(invited.locale) if invited else user_translator(update.effective_user, context)
     if query.message is not None:
         await query.edit_message_reply_markup(reply_markup=None)
@@ -462,6 +479,7 @@ async def language_command(update: Update, context: BotContext) -> None:
     if patient is None:
         await _refuse(update, context)
         return
+    await dialogues.keep(update, context, dialogues.LANGUAGE, patient_id=patient.id)
     tr = translator(patient.locale)
     buttons = [
         [InlineKeyboardButton(_language_name(code), callback_data=f"{LANGUAGE}{code}")]
@@ -476,6 +494,8 @@ async def language_chosen(update: Update, context: BotContext) -> None:
     """A language button: store the language and answer in it."""
     query = update.callback_query
     if query is None or query.data is None:
+        return
+    if not await _confirmed(update, context, dialogues.LANGUAGE):
         return
     await query.answer()
     if not _own_chat(update):
@@ -518,13 +538,14 @@ def _time_prompt(tr: Translator) -> str:
     }
 
 
-async def time_command(update: Update, context: BotContext) -> int:
+async def time_command(update: Update, context: BotContext) -> None:
     """``/time``: ask for a new local time for the reminders."""
     async with reading(context.sessions) as session:
         patient = await current_patient(session, update)
     if patient is None:
         await _refuse(update, context)
-        return ConversationHandler.END
+        return
+    await dialogues.keep(update, context, dialogues.TIME, patient_id=patient.id)
     tr = translator(patient.locale)
     await reply(
         update,
@@ -537,7 +558,6 @@ async def time_command(update: Update, context: BotContext) -> int:
         ),
         reply_markup=_choices(TIME_CHOICES, per_row=4),
     )
-    return ASKING_TIME
 
 
 T = TypeVar("T")
@@ -547,23 +567,24 @@ async def _preference_received(
     update: Update,
     context: BotContext,
     *,
-    state: int,
+    name: str,
     parse: Callable[[str, Translator], T],
     limit: int,
     prompt: Callable[[Translator], str],
     keyboard: Callable[[Translator], ReplyKeyboardMarkup],
     change: Callable[[T], dict[str, Any]],
     done: Callable[[Translator, T], str],
-) -> int:
-    """An answer to /time or /timezone: checked (else asked again with the reason), stored,
-    and the unsent reminders moved to it."""
+) -> None:
+    """An answer to /time or /timezone (the conversation ``name``): checked (else asked
+    again with the reason), stored, and the unsent reminders moved to it."""
     if update.message is None or update.message.text is None:
-        return state
+        return
     async with reading(context.sessions) as session:
         patient = await current_patient(session, update)
     if patient is None:
+        await dialogues.end(update, context, name)
         await _refuse(update, context)
-        return ConversationHandler.END
+        return
     tr = translator(patient.locale)
     try:
         value = parse(_clip(update.message.text, limit), tr)
@@ -571,21 +592,21 @@ async def _preference_received(
         await reply(
             update, "\n".join([error.render(tr.gettext), prompt(tr)]), reply_markup=keyboard(tr)
         )
-        return state
+        return
+    await dialogues.end(update, context, name)
     changed = await _change(update, context, **change(value))
     if changed is None:
         await _refuse(update, context)
-        return ConversationHandler.END
+        return
     await _confirm_change(update, lambda tr: done(tr, value), *changed)
-    return ConversationHandler.END
 
 
-async def time_received(update: Update, context: BotContext) -> int:
+async def time_received(update: Update, context: BotContext, _: Open) -> None:
     """The new send time: checked, stored, and the unsent reminders moved to it."""
-    return await _preference_received(
+    await _preference_received(
         update,
         context,
-        state=ASKING_TIME,
+        name=dialogues.TIME,
         parse=lambda text, tr: parse_send_time(text),
         limit=MAX_TIME_INPUT,
         prompt=_time_prompt,
@@ -613,7 +634,7 @@ def _timezone_keyboard(tr: Translator) -> ReplyKeyboardMarkup:
     return _choices([timezones.city(zone, tr.locale) for zone in zones], per_row=2)
 
 
-async def timezone_command(update: Update, context: BotContext) -> int:
+async def timezone_command(update: Update, context: BotContext) -> None:
     """``/timezone``: ask for a new time zone, offering common ones; for coordinators and
     staff, the zone they read times in (``staff_timezone``)."""
     async with reading(context.sessions) as session:
@@ -623,7 +644,8 @@ async def timezone_command(update: Update, context: BotContext) -> int:
             await staff_timezone(update, context)
         else:
             await _refuse(update, context)
-        return ConversationHandler.END
+        return
+    await dialogues.keep(update, context, dialogues.TIMEZONE, patient_id=patient.id)
     tr = translator(patient.locale)
     await reply(
         update,
@@ -636,7 +658,6 @@ async def timezone_command(update: Update, context: BotContext) -> int:
         ),
         reply_markup=_timezone_keyboard(tr),
     )
-    return ASKING_TIMEZONE
 
 
 def _staff_timezone_usage(tr: Translator) -> str:
@@ -689,12 +710,12 @@ async def staff_timezone(update: Update, context: BotContext) -> None:
     )
 
 
-async def timezone_received(update: Update, context: BotContext) -> int:
+async def timezone_received(update: Update, context: BotContext, _: Open) -> None:
     """The new time zone (typed or chosen): checked, stored, the unsent reminders moved."""
-    return await _preference_received(
+    await _preference_received(
         update,
         context,
-        state=ASKING_TIMEZONE,
+        name=dialogues.TIMEZONE,
         parse=lambda text, tr: timezones.parse(text, tr.locale),
         limit=MAX_TIMEZONE_INPUT,
         prompt=_timezone_prompt,
@@ -716,11 +737,10 @@ async def _translator_for(update: Update, context: BotContext) -> Translator:
     )
 
 
-async def cancel(update: Update, context: BotContext) -> int:
-    """``/cancel``: leave /time or /timezone without changing anything."""
+async def cancel(update: Update, context: BotContext, _: Open) -> None:
+    """``/cancel``: leave /time, /timezone or a confirmation without changing anything."""
     tr = await _translator_for(update, context)
     await reply(update, tr.gettext("OK, nothing has changed."), reply_markup=ReplyKeyboardRemove())
-    return ConversationHandler.END
 
 
 async def nothing_to_cancel(update: Update, context: BotContext) -> None:
@@ -730,11 +750,6 @@ async def nothing_to_cancel(update: Update, context: BotContext) -> None:
     await reply(
         update, tr.gettext("There is nothing to cancel."), reply_markup=ReplyKeyboardRemove()
     )
-
-
-def cancel_outside_conversations() -> CommandHandler[BotContext, None]:
-    """Must come after every conversation, whose own /cancel goes first."""
-    return CommandHandler("cancel", nothing_to_cancel, filters=PRIVATE)
 
 
 def _calendar_item(reminder: Reminder, zone: ZoneInfo) -> PlanItem:
@@ -865,6 +880,7 @@ async def stop_command(update: Update, context: BotContext) -> None:
     if patient is None:
         await _refuse(update, context)
         return
+    await dialogues.keep(update, context, dialogues.STOP, patient_id=patient.id)
     tr = translator(patient.locale)
     await reply(
         update,
@@ -889,7 +905,7 @@ async def stop_command(update: Update, context: BotContext) -> None:
 async def stop_confirmed(update: Update, context: BotContext) -> None:
     """ "Yes, stop": withdraw consent, cancel every pending reminder, alert the coordinator."""
     query = update.callback_query
-    if query is None:
+    if query is None or not await _confirmed(update, context, dialogues.STOP):
         return
     await query.answer()
     if not _own_chat(update):
@@ -938,6 +954,7 @@ async def forget_command(update: Update, context: BotContext) -> None:
     if patient is None:
         await _refuse(update, context)
         return
+    await dialogues.keep(update, context, dialogues.FORGET, patient_id=patient.id)
     tr = translator(patient.locale)
     await reply(
         update,
@@ -966,7 +983,7 @@ async def forget_command(update: Update, context: BotContext) -> None:
 async def forget_confirmed(update: Update, context: BotContext) -> None:
     """ "Yes, erase": withdraw, erase, and tell the coordinator."""
     query = update.callback_query
-    if query is None:
+    if query is None or not await _confirmed(update, context, dialogues.FORGET):
         return
     await query.answer()
     if not _own_chat(update):
@@ -1007,7 +1024,8 @@ async def forget_confirmed(update: Update, context: BotContext) -> None:
 async def confirmation_declined(update: Update, context: BotContext) -> None:
     """ "No, keep": nothing changes."""
     query = update.callback_query
-    if query is None:
+    name = dialogues.STOP if query is not None and query.data == STOP_KEEP else dialogues.FORGET
+    if query is None or not await _confirmed(update, context, name):
         return
     await query.answer()
     if not _own_chat(update):
@@ -1022,23 +1040,21 @@ async def confirmation_declined(update: Update, context: BotContext) -> None:
     await reply(update, tr.gettext("OK, nothing has changed."))
 
 
-def preferences_conversation() -> ConversationHandler[BotContext]:
-    """``/time`` and ``/timezone``: the command asks, the next text message answers."""
-    text = PRIVATE & filters.TEXT & ~filters.COMMAND
-    return ConversationHandler(
-        entry_points=[
-            CommandHandler("time", time_command, filters=PRIVATE),
-            CommandHandler("timezone", timezone_command, filters=PRIVATE),
-        ],
-        states={
-            ASKING_TIME: [MessageHandler(text, time_received)],
-            ASKING_TIMEZONE: [MessageHandler(text, timezone_received)],
+def conversations() -> dialogues.Conversations:
+    """/time and /timezone take the next typed message as their answer; /cancel leaves
+    them and the patient's confirmations."""
+    return dialogues.Conversations(
+        answers={dialogues.TIME: time_received, dialogues.TIMEZONE: timezone_received},
+        cancels={
+            name: cancel
+            for name in (
+                dialogues.TIME,
+                dialogues.TIMEZONE,
+                dialogues.LANGUAGE,
+                dialogues.STOP,
+                dialogues.FORGET,
+            )
         },
-        fallbacks=[CommandHandler("cancel", cancel, filters=PRIVATE)],
-        allow_reentry=True,
-        per_chat=True,
-        per_user=True,
-        conversation_timeout=CONVERSATION_TIMEOUT,
     )
 
 
@@ -1050,7 +1066,8 @@ def handlers() -> Handlers:
         CallbackQueryHandler(consent_accept, pattern=f"^{CONSENT_ACCEPT}$"),
         CallbackQueryHandler(consent_decline, pattern=f"^{CONSENT_DECLINE}$"),
         CommandHandler("next", next_command, filters=PRIVATE),
-        preferences_conversation(),
+        CommandHandler("time", time_command, filters=PRIVATE),
+        CommandHandler("timezone", timezone_command, filters=PRIVATE),
         CommandHandler("language", language_command, filters=PRIVATE),
         CallbackQueryHandler(language_chosen, pattern=f"^{LANGUAGE}"),
         CommandHandler("calendar", calendar_command, filters=PRIVATE),

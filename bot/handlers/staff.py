@@ -7,13 +7,14 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import CallbackQueryHandler, CommandHandler
 
+from bot import dialogues
 from bot.auth import requires
 from bot.context import BotContext
 from bot.handlers.common import PRIVATE, Handlers, reply, user_translator, viewer_zone, when
@@ -28,7 +29,8 @@ from scheduler.statuses import UNSENT, ReminderStatus, Role
 log = logging.getLogger(__name__)
 PAGE_SIZE = 10
 PAGE_PREFIX = "deliveries:page:"
-LISTING_KEY = "deliveries_listing"
+# How long the buttons under a /deliveries message keep working.
+LISTING_LASTS = timedelta(hours=1)
 # Keeps a page inside Telegram's 4096 characters even for items retried many times.
 HISTORY_LINES = 8
 DETAIL_CHARACTERS = 100
@@ -87,8 +89,8 @@ def _shorten(value: str, limit: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """The filter of the latest ``/deliveries`` message, kept in ``user_data``: its buttons
-    carry nothing but a page number."""
+    """The filter of the latest ``/deliveries`` message, kept as a conversation in the
+    database: its buttons carry nothing but a page number or a status."""
 
     label: str | None
     status: str | None
@@ -96,6 +98,15 @@ class Listing:
     until: datetime
     chat_id: int = 0
     message_id: int = 0
+
+    def to_data(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "until": self.until.isoformat()}
+
+    @classmethod
+    def from_data(cls, data: dict[str, object]) -> Listing:
+        values = dict(data)
+        values["until"] = datetime.fromisoformat(str(values["until"]))
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def parse_deliveries_args(args: Sequence[str]) -> tuple[str | None, str | None]:
@@ -278,7 +289,7 @@ async def _render_page(
 async def deliveries(update: Update, context: BotContext) -> None:
     """``/deliveries [LABEL] [STATUS]``: the delivery log, newest first, in pages."""
     chat = update.effective_chat
-    if chat is None or context.user_data is None:
+    if chat is None:
         return
     tr = user_translator(update.effective_user, context)
     try:
@@ -290,11 +301,30 @@ async def deliveries(update: Update, context: BotContext) -> None:
     text, keyboard = await _render_page(context, update, listing, 0, tr)
     message = await chat.send_message(text, reply_markup=keyboard)
     if keyboard is None:
-        context.user_data.pop(LISTING_KEY, None)
+        await dialogues.end(update, context, dialogues.LISTING)
     else:
-        context.user_data[LISTING_KEY] = dataclasses.replace(
-            listing, chat_id=chat.id, message_id=message.message_id
+        await _keep_listing(
+            update,
+            context,
+            dataclasses.replace(listing, chat_id=chat.id, message_id=message.message_id),
         )
+
+
+async def _keep_listing(update: Update, context: BotContext, listing: Listing) -> None:
+    """The listing its buttons page through; about one patient, it is erased with them."""
+    patient_id = None
+    if listing.label is not None:
+        async with context.sessions() as session:
+            found = await store.patient_by_label(session, label=listing.label)
+        patient_id = found.id if found is not None else None
+    await dialogues.keep(
+        update,
+        context,
+        dialogues.LISTING,
+        data=listing.to_data(),
+        lasts=LISTING_LASTS,
+        patient_id=patient_id,
+    )
 
 
 @requires(Role.STAFF)
@@ -302,10 +332,11 @@ async def deliveries_page(update: Update, context: BotContext) -> None:
     """◀ / ▶ under the delivery log: another page of the same listing; a status button:
     the first page of the listing with that status (or every status)."""
     query = update.callback_query
-    if query is None or context.user_data is None:
+    if query is None:
         return
     tr = user_translator(update.effective_user, context)
-    listing = context.user_data.get(LISTING_KEY)
+    kept = await dialogues.find(update, context, dialogues.LISTING)
+    listing = Listing.from_data(kept.data) if kept is not None else None
     data = query.data or ""
     found = _PAGE.fullmatch(data)
     chosen = data.removeprefix(FILTER_PREFIX) if data.startswith(FILTER_PREFIX) else None
@@ -321,7 +352,7 @@ async def deliveries_page(update: Update, context: BotContext) -> None:
     page = int(found.group(1)) if found is not None else 0
     if chosen is not None:
         listing = dataclasses.replace(listing, status=None if chosen == ALL else chosen)
-        context.user_data[LISTING_KEY] = listing
+        await _keep_listing(update, context, listing)
     text, keyboard = await _render_page(context, update, listing, page, tr)
     try:
         await query.edit_message_text(text, reply_markup=keyboard)

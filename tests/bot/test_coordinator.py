@@ -8,10 +8,22 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import ColumnElement, func, select, update
 
+from bot import dialogues
+from bot.context import BotContext
 from bot.handlers import coordinator
 from bot.i18n import available_locales, negotiate, translator
 from scheduler import coordination, store
-from scheduler.models import Acknowledgement, AuditEvent, Course, DeliveryEvent, Patient, Reminder
+from scheduler import dialogues as scheduler_dialogues
+from scheduler.dialogues import Open
+from scheduler.models import (
+    Acknowledgement,
+    AuditEvent,
+    Course,
+    DeliveryEvent,
+    Dialogue,
+    Patient,
+    Reminder,
+)
 from scheduler.statuses import PatientStatus, ReminderStatus, Role
 from tests.bot.conftest import ADMIN, Harness
 from tests.fake_bot_api import FakeUser, SentMessage
@@ -37,6 +49,14 @@ async def count(harness: Harness, model: type, *where: ColumnElement[bool]) -> i
     async with harness.sessions() as session:
         query = select(func.count()).select_from(model).where(*where)
         return int(await session.scalar(query) or 0)
+
+
+async def under_way(harness: Harness, user: FakeUser) -> list[Open]:
+    """The user's conversations in their private chat, as the database holds them."""
+    async with harness.sessions() as session:
+        return await scheduler_dialogues.under_way(
+            session, chat_id=user.id, user_id=user.id, now=harness.clock.now()
+        )
 
 
 async def nothing_answered(harness: Harness, user: FakeUser, words: str) -> None:
@@ -186,7 +206,7 @@ async def test_enrolment_asks_again_after_every_bad_answer(bot: Harness) -> None
         )
     assert enrolled_by == f"user:{CORA.id}"
     assert await count(bot, Reminder, Reminder.patient_id == patient.id) > 100
-    assert not bot.app.user_data[CORA.id]  # the answers are gone
+    assert await count(bot, Dialogue, Dialogue.user_id == CORA.id) == 0  # the answers are gone
 
     # The link opens the consent flow for the patient.
     [consent] = await bot.say(PETER, f"/start {token_of(link)}")
@@ -253,7 +273,9 @@ async def test_enrolment_time_zone_buttons_are_checked(bot: Harness) -> None:
     assert "Which time zone" in text(again)
     [send_time] = await bot.press(CORA, again, "Vienna (Europe/Vienna)")
     assert "At what local time" in text(send_time)
-    assert bot.app.user_data[CORA.id][coordinator.ENROL_KEY].timezone == "Europe/Vienna"
+    [open_] = await under_way(bot, CORA)
+    assert (open_.name, open_.step) == ("enroll", "SEND_TIME")
+    assert open_.data["timezone"] == "Europe/Vienna"
 
 
 async def go_to_summary(harness: Harness, label: str = "MS-200") -> SentMessage:
@@ -332,7 +354,7 @@ async def test_cancel_button_and_cancel_command_leave_nothing(bot: Harness) -> N
     [cancelled] = await bot.say(CORA, "/cancel")
     assert cancelled.text == "Enrolment cancelled. Nothing was saved."
     assert await count(bot, Patient) == 0
-    assert not bot.app.user_data[CORA.id]
+    assert await under_way(bot, CORA) == []
 
     # Later answers are not answers any more, and old buttons say so.
     await nothing_answered(bot, CORA, "Europe/Berlin")
@@ -345,31 +367,24 @@ async def test_cancel_button_and_cancel_command_leave_nothing(bot: Harness) -> N
 async def test_abandoned_enrolment_times_out(bot: Harness) -> None:
     await bot.say(CORA, "/enroll")
     await bot.say(CORA, "MS-400")
-    # Updates are handled one by one: once this is answered, the timeout job is scheduled.
-    await bot.say(CORA, "/patient")
-    assert bot.app.job_queue is not None
-    [job] = [
-        job
-        for job in bot.app.job_queue.jobs()
-        if job.name == "_trigger_timeout"
-        and getattr(job.data, "conversation_key", None) == (CORA.id, CORA.id)
-    ]
+    [open_] = await under_way(bot, CORA)
+    assert open_.expires_at == bot.clock.now() + coordinator.ENROL_TIMEOUT
+    notices = bot.app.bot_data.conversations
+    assert notices is not None
 
     before = len(bot.api.messages(CORA.id))
-    await job.run(bot.app)
-    job.schedule_removal()
+    bot.clock.advance(coordinator.ENROL_TIMEOUT - timedelta(seconds=1))
+    assert await dialogues.expire(BotContext(bot.app), notices.notices) == 0
+    bot.clock.advance(timedelta(seconds=1))
+    assert await dialogues.expire(BotContext(bot.app), notices.notices) == 1
     [ended] = bot.api.messages(CORA.id)[before:]
     assert ended.text == (
         "The enrolment was abandoned after 15 minutes without an answer. "
         "Nothing was saved; send /enroll to start again."
     )
-    assert not bot.app.user_data[CORA.id]
+    assert await under_way(bot, CORA) == []
     await nothing_answered(bot, CORA, "en")
     assert await count(bot, Patient) == 0
-
-
-def test_the_timeout_is_a_setting_of_the_conversation() -> None:
-    assert coordinator.enroll_conversation().conversation_timeout == coordinator.ENROL_TIMEOUT
 
 
 async def test_course_early_needs_confirmation_from_whoever_was_asked(bot: Harness) -> None:

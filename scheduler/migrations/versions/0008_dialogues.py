@@ -37,7 +37,7 @@ def upgrade() -> None:
             name=op.f("fk_dialogue_patient_id_patient"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("chat_id", "user_id", name=op.f("pk_dialogue")),
+        sa.PrimaryKeyConstraint("chat_id", "user_id", "name", name=op.f("pk_dialogue")),
     )
     op.create_index(op.f("ix_dialogue_patient_id"), "dialogue", ["patient_id"])
     op.create_index(op.f("ix_dialogue_expires_at"), "dialogue", ["expires_at"])
