@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -12,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot
 
-from bot import dialogues
+from bot import dialogues, runner
 from bot.context import BotContext, RemindbotApp, Services
 from bot.handlers import coordinator, fallback, patient, reminders, staff
 from bot.handlers.errors import on_error
@@ -22,17 +24,25 @@ from bot.menus import MenuSync
 from bot.request import AiohttpRequest
 from bot.sender import TelegramSender
 from bot.settings import Settings
-from scheduler import store
+from scheduler import periodic, store
 from scheduler.clock import Clock
 from scheduler.db import create_engine, is_migrated, is_sqlite, migrate, session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.followups import SweepReport, sweep
-from scheduler.processes import BEAT_EVERY
+from scheduler.leadership import AdvisoryLock
+from scheduler.processes import BEAT_EVERY, this_process
 from scheduler.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 FOLLOW_UP_INTERVAL = 600  # seconds
 MENU_SYNC_INTERVAL = 60  # seconds
+HOUSEKEEPING_INTERVAL = 60  # seconds
+# A job that runs once per interval among all replicas (periodic.claim) waits for a whole
+# interval, less this, since its last run: a timer that fired late last time and on time now
+# would otherwise find its own last run too recent and skip an interval.
+CLAIM_LEEWAY: Final = timedelta(seconds=2)
+
+Housekeeping = Callable[[BotContext], Awaitable[None]]
 
 # The update types the handlers take (register_handlers): commands and texts, which PTB's
 # CommandHandler and MessageHandler also take when edited, and button presses. Telegram sends
@@ -159,6 +169,13 @@ def build_application(
         name="follow-ups",
         job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
     )
+    app.job_queue.run_repeating(
+        housekeeping,
+        interval=HOUSEKEEPING_INTERVAL,
+        first=HOUSEKEEPING_INTERVAL,
+        name="housekeeping",
+        job_kwargs={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+    )
     # The "/" menus and descriptions at start; then the staff menus follow role changes
     # made elsewhere (the command line, another replica) within a minute.
     app.job_queue.run_once(sync_menus, when=0, name="menus")
@@ -198,7 +215,10 @@ async def heartbeat(context: BotContext) -> None:
 
 
 async def follow_up(context: BotContext) -> None:
-    """The follow-up job: nudges for unconfirmed tests and alerts for missed ones."""
+    """The follow-up job: nudges for unconfirmed tests and alerts for missed ones, by one
+    replica every ``FOLLOW_UP_INTERVAL``."""
+    if not await claimed(context, name="follow-ups", interval=FOLLOW_UP_INTERVAL):
+        return
     report = await follow_ups(context.bot_data)
     if report.nudged or report.alerted:
         log.info("follow-ups: %d nudges and %d alerts queued", report.nudged, report.alerted)
@@ -215,6 +235,46 @@ async def follow_ups(services: Services) -> SweepReport:
     if report.alerted:
         await dispatcher.send_alerts()
     return report
+
+
+async def housekeeping(context: BotContext) -> None:
+    """The housekeeping job: each step of ``HOUSEKEEPING``, by one replica every
+    ``HOUSEKEEPING_INTERVAL``."""
+    if not await claimed(context, name="housekeeping", interval=HOUSEKEEPING_INTERVAL):
+        return
+    for step in HOUSEKEEPING:
+        try:
+            await step(context)
+        except Exception as error:  # the database is away, or a bug: the next step still runs
+            log.warning(
+                "housekeeping: %s failed: %s", getattr(step, "__name__", step), type(error).__name__
+            )
+
+
+async def expire_dialogues(context: BotContext) -> None:
+    """Conversations whose time ran out end; an abandoned enrolment is told so."""
+    conversations = context.bot_data.conversations
+    ended = await dialogues.expire(context, conversations.notices if conversations else {})
+    if ended:
+        log.info("housekeeping: %d conversations ran out", ended)
+
+
+# The steps of the housekeeping job, run in this order once a minute by one process of all
+# the replicas. A step that fails is logged and the next one runs; add a step here.
+HOUSEKEEPING: list[Housekeeping] = [expire_dialogues]
+
+
+async def claimed(context: BotContext, *, name: str, interval: float) -> bool:
+    """Whether this process runs the job ``name`` now: of all the replicas, the first whose
+    timer fires an interval after the job's last run does (``periodic.claim``)."""
+    async with context.sessions.begin() as session:
+        return await periodic.claim(
+            session,
+            name=name,
+            every=timedelta(seconds=interval) - CLAIM_LEEWAY,
+            now=context.clock.now(),
+            process=this_process(),
+        )
 
 
 async def dispatch(context: BotContext) -> None:
@@ -248,9 +308,10 @@ def serve(settings: Settings, clock: Clock) -> None:
     """Run the bot until SIGINT or SIGTERM: a webhook server when REMINDBOT_WEBHOOK_URL is
     set, else long polling.
 
-    Only one process may poll one bot token (Telegram answers a second with a conflict);
-    with a webhook, several replicas can share one PostgreSQL behind a load balancer.
-    On SIGTERM the message being sent is finished and the rest of its batch released.
+    Only one process may poll one bot token (Telegram answers a second with a conflict): on
+    PostgreSQL the replicas elect the poller (``bot.runner``), and the others dispatch and
+    take over when it stops. With a webhook, every replica takes updates behind a load
+    balancer. On SIGTERM the message being sent is finished and the rest of its batch released.
     """
     engine = create_engine(settings.database_url)
     app = build_application(settings=settings, engine=engine, clock=clock)
@@ -284,6 +345,15 @@ def serve(settings: Settings, clock: Clock) -> None:
 
     app.post_init = startup
     app.post_shutdown = shutdown
+    webhook = None
+    if settings.webhook_url and settings.webhook_secret:
+        webhook = runner.Webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+            url=settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+        )
     # One loop for the start-up check and for PTB: the bot's HTTP sessions belong to it.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -291,18 +361,15 @@ def serve(settings: Settings, clock: Clock) -> None:
         # Ask Telegram who we are before PTB does: a rejected token or an unreachable server
         # then ends the start with one line, not with PTB's bootstrap traceback.
         loop.run_until_complete(app.bot.initialize())
-        if settings.webhook_url and settings.webhook_secret:
-            app.run_webhook(
-                listen=settings.webhook_listen,
-                port=settings.webhook_port,
-                url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
-                webhook_url=settings.webhook_url,
-                secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=ALLOWED_UPDATES,
-                close_loop=False,
+        # SQLite is one process's: it polls without asking anyone.
+        poller_lock = None
+        if webhook is None and not is_sqlite(engine):
+            poller_lock = AdvisoryLock(engine, name="poller", scope=f"bot {app.bot.id}")
+        loop.run_until_complete(
+            runner.run(
+                app, allowed_updates=ALLOWED_UPDATES, webhook=webhook, poller_lock=poller_lock
             )
-        else:
-            app.run_polling(allowed_updates=ALLOWED_UPDATES, close_loop=False)
+        )
     finally:
         # PTB shuts down only what it initialised itself: a start that failed half-way
         # leaves the bot's HTTP sessions open, and their engine too.

@@ -365,6 +365,34 @@ def test_compose_substitutes_only_required_variables() -> None:
         assert reference.startswith("{POSTGRES_PASSWORD:?"), f"unexpected ${reference}"
 
 
+def test_compose_replicas_profile_adds_a_bot_that_does_not_migrate(
+    compose: dict[str, Any],
+) -> None:
+    """`--profile replicas`: a second bot process, like the first but started after it (the
+    first migrates) and without the migrating entrypoint; plain `up` starts one bot."""
+    services = compose["services"]
+    replica, bot = services["replica"], services["bot"]
+    assert replica["profiles"] == ["replicas"]
+    assert "profiles" not in bot
+    assert "profiles" not in services["db"]
+    assert replica["depends_on"]["bot"]["condition"] == "service_healthy"
+    assert replica["depends_on"]["db"] == bot["depends_on"]["db"]
+    assert replica["entrypoint"] == ["remindbot"]
+    assert replica["command"] == ["run"]
+    env: dict[str, str] = {}
+    for stage in _dockerfile_stages():
+        for instruction in stage:
+            if instruction.keyword == "ENV":
+                env.update(a.partition("=")[::2] for a in instruction.arguments.split())
+    assert BINARY.rpartition("/")[0] in env["PATH"].split(":")  # `remindbot` is found
+    # One database for all: a SQLite file per container would make each its own bot.
+    assert replica["environment"] == bot["environment"]
+    assert replica["environment"]["DATABASE_URL"].startswith("postgresql+asyncpg://")
+    same = ("build", "env_file", "restart", "volumes", "read_only", "tmpfs", "cap_drop")
+    for key in (*same, "security_opt", "stop_grace_period", "healthcheck"):
+        assert replica[key] == bot[key], key
+
+
 def test_compose_and_dockerfile_check_the_same_health_endpoint(compose: dict[str, Any]) -> None:
     test = compose["services"]["bot"]["healthcheck"]["test"]
     assert test[0] == "CMD"

@@ -158,8 +158,9 @@ async def harness(
     assert app.job_queue is not None
     # Tests run the dispatcher themselves (harness.tick), at the times they choose: its jobs
     # are off before the start, which would run the first tick at once; so are the menus
-    # (tests/bot/test_menus.py publishes them).
-    for name in ("dispatcher", "follow-ups", "menus"):
+    # (tests/bot/test_menus.py publishes them) and the housekeeping (run at the test clock's
+    # times by the tests of what it does).
+    for name in ("dispatcher", "follow-ups", "menus", "housekeeping"):
         for job in app.job_queue.get_jobs_by_name(name):
             job.enabled = False
     async with app:
