@@ -86,6 +86,7 @@ from scheduler.dispatcher import Dispatcher, RateLimiter, TickReport  # noqa: E4
 from scheduler.models import DeliveryEvent, Patient, Reminder  # noqa: E402
 from scheduler.policies import DEFAULT_LATE_WINDOW  # noqa: E402
 from scheduler.protocol import Kind  # noqa: E402
+from tests.conftest import team_with_coordinator  # noqa: E402
 from tests.fake_bot_api import FakeBotApi  # noqa: E402
 
 TOKEN = "123456:dispatch-bench"
@@ -143,9 +144,11 @@ async def add_due(
     """One active patient per entry of ``chats`` (chat ids from FIRST_CHAT on), with a
     queued monthly-labs reminder due at each of its instants. Returns the reminder count."""
     count = 0
+    team_id = await team_with_coordinator(sessions)  # every patient belongs to a team
     async with sessions.begin() as session:
         patients = [
             {
+                "team_id": team_id,
                 "label": f"B{n}",
                 "locale": "en",
                 "timezone": "UTC",

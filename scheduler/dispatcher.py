@@ -11,7 +11,8 @@ sends the coordinator alerts that are due, the same way.
 
 At most ``concurrency`` sends are in flight (a handful at Telegram's 30 per second): a
 crash can duplicate those, never lose a reminder; the process's heartbeat
-(``scheduler.processes``) lets the others take its claims back within seconds.
+(``scheduler.processes``) lets the others take its claims back within seconds, and tells
+each how many share the bot's rate limit.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ CHECK_ALLOWANCE: Final = 0.03
 EXPECTED_LATENCY: Final = 0.15
 # Outcomes that could not be recorded (the database went away) are tried this often more.
 RECORD_TRIES: Final = 4
+# A process that joins running ones sends nothing for this long: until each of them has
+# beaten (every BEAT_EVERY) and taken its smaller share, the whole rate is theirs.
+JOIN_WAIT: Final = processes.BEAT_EVERY.total_seconds() + 1.0
 
 __all__ = [
     "Delivery",
@@ -155,6 +159,7 @@ class Dispatcher:
     recheck_after: float = 0.2
     process_id: int | None = None
     _stopping: bool = False
+    _asked: int = 0  # claims the latest tick asked for (see _batch)
     _waiting: list[tuple[Sequence[Claimed], asyncio.Future[set[int]]]] = field(default_factory=list)
     _checking: bool = False
     _draining: bool = False
@@ -176,27 +181,56 @@ class Dispatcher:
         """How many sends may be under way at once."""
         if self.concurrency is not None:
             return self.concurrency
+        # The bot's rate, not this process's share of it: the share changes between ticks,
+        # and sends beyond it only wait for their slot in the limiter.
         rate = self.limiter.per_second if self.limiter else None
         if not rate:
             return 64
         return max(2, min(64, math.ceil(rate * EXPECTED_LATENCY)))
 
     async def beat(self) -> int:
-        """Say this process is alive, and take back the claims of those that stopped;
-        returns how many reminders and alerts were taken back."""
+        """Say this process is alive, take back the claims of those that stopped, and take
+        this process's share of the rate limit; returns how many reminders and alerts were
+        taken back."""
         now = self.clock.now()
+        joined = False
         async with self.sessions.begin() as session:
             if self.process_id is None or not await processes.beat(
                 session, process_id=self.process_id, now=now
             ):
-                self.process_id = await processes.register(session, now=now)
+                self.process_id = await processes.register(session, now=now, postgres=self.postgres)
+                joined = True
             dead = await processes.stopped(session, now=now)
             taken = await outbox.reclaim(session, process_ids=dead, now=now)
             taken += await outbox.reclaim_alerts(session, process_ids=dead, now=now)
             await processes.forget(session, process_ids=dead)
+            live = await processes.live(session, now=now)
         if taken:
             log.warning("took back %d claims of %d stopped processes", taken, len(dead))
+        self._share(live, joined=joined)
         return taken
+
+    def _share(self, live: int, *, joined: bool) -> None:
+        """Send ``rate / live``: the replicas together keep the bot's rate. One that has
+        just joined others waits ``JOIN_WAIT`` first, while they still send their former,
+        bigger shares; a replica that stops leaves its share to the others once it is
+        found stopped (``processes.DEAD_AFTER``) or signs off, at their next beat."""
+        limiter = self.limiter
+        if limiter is None or not limiter.per_second:
+            return
+        if live != limiter.processes:
+            limiter.set_share(live)
+            log.info("%d processes share the rate: sending %.3g per second", live, limiter.share)
+        if joined and live > 1:
+            limiter.pause(JOIN_WAIT)
+
+    def _batch(self) -> int:
+        """Claims per tick: a share of ``batch_size`` as big as this process's share of the
+        rate, so that a batch takes as long to send however many replicas share the rate
+        (one stopping strands fewer reminders, and at the end of a backlog none is left
+        sending alone)."""
+        processes = self.limiter.processes if self.limiter and self.limiter.per_second else 1
+        return max(1, math.ceil(self.batch_size / processes))
 
     async def close(self) -> None:
         """The process stops cleanly: its row goes (it holds no claims any more)."""
@@ -218,7 +252,7 @@ class Dispatcher:
             while True:
                 report = await self.tick()
                 yield report
-                if self._holding() or report.claimed + report.expired < self.batch_size:
+                if self._holding() or report.claimed + report.expired < self._asked:
                     return
         finally:
             self._draining = False
@@ -237,11 +271,12 @@ class Dispatcher:
 
     async def _dispatch(self, now: datetime, report: TickReport) -> None:
         assert self.process_id is not None
+        self._asked = self._batch()
         async with self.sessions.begin() as session:
             claimed = await outbox.claim_due(
                 session,
                 now=now,
-                limit=self.batch_size,
+                limit=self._asked,
                 process_id=self.process_id,
                 lease=self.lease,
                 late_window=self.late_window,

@@ -428,17 +428,40 @@ class ClaimReport:
     expired: int = 0
 
 
-def due_reminders(*, now: datetime, limit: int) -> Select[int, int, datetime | None]:
+def held_elsewhere(*, now: datetime, lease: timedelta, process_id: int) -> Select[int]:
+    """The patients with reminders claimed by another process, whose lease has not run
+    out: they are being sent, and the patient's next message is that process's to send (a
+    claim that ran out is due again, for anyone to take).
+
+    A claim's lease ends at most ``lease`` from now; up to twice that is looked at (another
+    process with a longer lease, a clock a little ahead): a short range of
+    ``ix_reminder_ready_at``, however many reminders the patients have.
+    """
+    return select(Reminder.patient_id).where(
+        Reminder.ready_at > now,
+        Reminder.ready_at <= now + 2 * lease,
+        Reminder.status == SENDING,
+        Reminder.claimed_by != process_id,
+    )
+
+
+def due_reminders(
+    *, now: datetime, limit: int, skip_patients: Select[int] | None = None
+) -> Select[int, int, datetime | None]:
     """Queued reminders whose time has come, oldest first and, at one instant, first queued
     first (so a reminder taken back from a stopped process goes before those queued after
-    it): a range scan of ``ix_reminder_ready_at`` (ready_at, id). PostgreSQL callers add
-    ``FOR UPDATE SKIP LOCKED``."""
-    return (
+    it): a range scan of ``ix_reminder_ready_at`` (ready_at, id); none of ``skip_patients``
+    (read once, not per row). PostgreSQL callers lock the rows, and the patients' (see
+    ``claim_due``)."""
+    query = (
         select(Reminder.id, Reminder.patient_id, Reminder.ready_at)
         .where(Reminder.ready_at <= now)
         .order_by(Reminder.ready_at, Reminder.id)
         .limit(limit)
     )
+    if skip_patients is not None:
+        query = query.where(Reminder.patient_id.not_in(skip_patients.scalar_subquery()))
+    return query
 
 
 async def claim_due(
@@ -451,25 +474,42 @@ async def claim_due(
     late_window: timedelta,
     postgres: bool,
 ) -> ClaimReport:
-    """Take up to ``limit`` due reminders (and those bundled with them: a batch boundary
-    never splits a message) for ``process_id``; expire those too late to send."""
-    due = due_reminders(now=now, limit=limit)
+    """Take up to ``limit`` due reminders for ``process_id``, and every other due reminder
+    of their patients (a batch boundary never splits a message, and a patient's backlog is
+    sent by one process, within that process's one-per-second limit for the chat); expire
+    those too late to send.
+
+    A patient is claimed by one process at a time. On SQLite the claim holds the write
+    lock. On PostgreSQL it locks the reminders and their patients (``FOR NO KEY UPDATE ...
+    SKIP LOCKED``: another claim under way skips them, and inserts of reminders are not
+    held up); a claim committed since this statement began is seen by a second look at the
+    patients once they are locked.
+    """
+    held = held_elsewhere(now=now, lease=lease, process_id=process_id)
+    due = due_reminders(now=now, limit=limit, skip_patients=held)
     if postgres:
-        due = due.with_for_update(skip_locked=True)
+        due = due.join(Patient, Patient.id == Reminder.patient_id).with_for_update(
+            of=[Reminder, Patient], skip_locked=True, key_share=True
+        )
     first = (await session.execute(due)).all()
+    full = len(first) >= limit  # else this batch took every due row already
+    if postgres and first:
+        # Locked now: a claim of these patients committed meanwhile is visible to this
+        # statement (READ COMMITTED), and none can begin until this transaction ends.
+        patients = {row.patient_id for row in first}
+        taken = set(await session.scalars(held.where(Reminder.patient_id.in_(patients))))
+        first = [row for row in first if row.patient_id not in taken]
     if not first:
         return ClaimReport([])
     ids = [row.id for row in first]
-    if len(first) >= limit:  # a smaller batch took every due row already
-        groups = {(row.patient_id, row.ready_at) for row in first}
+    if full:
         siblings = select(Reminder.id).where(
-            Reminder.patient_id.in_({patient_id for patient_id, _ in groups}),
+            Reminder.patient_id.in_({row.patient_id for row in first}),
             Reminder.ready_at <= now,
-            tuple_(Reminder.patient_id, Reminder.ready_at).in_(list(groups)),
             Reminder.id.not_in(ids),
         )
         if postgres:
-            siblings = siblings.with_for_update(skip_locked=True)
+            siblings = siblings.with_for_update(skip_locked=True, key_share=True)
         ids += list(await session.scalars(siblings))
     rows = (await session.execute(select(Reminder).where(Reminder.id.in_(ids)))).scalars().all()
     report = ClaimReport([])

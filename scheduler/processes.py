@@ -2,7 +2,8 @@
 
 Each process that sends registers a row and beats every few seconds. One whose heartbeat is
 older than ``DEAD_AFTER`` has stopped (killed, crashed, cut off): the others take back its
-claims (``outbox.reclaim``) instead of waiting for the claims' leases to run out.
+claims (``outbox.reclaim``) instead of waiting for the claims' leases to run out. The live
+ones share the bot's rate limit (``Dispatcher.beat``): each sends ``rate / live``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.models import Process
 
 BEAT_EVERY: Final = timedelta(seconds=5)
 DEAD_AFTER: Final = timedelta(seconds=15)
+# PostgreSQL advisory lock taken while a process registers (any number, the same for all).
+_REGISTERING: Final = 0x72656D696E64
 
 
 def this_process() -> str:
@@ -27,8 +30,17 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 
-async def register(session: AsyncSession, *, now: datetime, name: str | None = None) -> int:
-    """A new process row; returns its id."""
+async def register(
+    session: AsyncSession, *, now: datetime, name: str | None = None, postgres: bool = False
+) -> int:
+    """A new process row; returns its id.
+
+    On PostgreSQL processes register one at a time (until the transaction ends), so that
+    of two starting together the second counts the first in ``live``: each must learn that
+    the other is there before either sends at a share that leaves no room for the other.
+    """
+    if postgres:
+        await session.execute(select(func.pg_advisory_xact_lock(_REGISTERING)))
     process_id = await session.scalar(
         insert(Process)
         .values(name=name or this_process(), started_at=now, heartbeat_at=now)
@@ -45,6 +57,15 @@ async def beat(session: AsyncSession, *, process_id: int, now: datetime) -> bool
         update(Process).where(Process.id == process_id).values(heartbeat_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def live(session: AsyncSession, *, now: datetime) -> int:
+    """How many processes are alive (heartbeat within ``DEAD_AFTER``): those ``stopped``
+    does not name."""
+    count = await session.scalar(
+        select(func.count()).select_from(Process).where(Process.heartbeat_at >= now - DEAD_AFTER)
+    )
+    return int(count or 0)
 
 
 async def stopped(session: AsyncSession, *, now: datetime) -> list[int]:

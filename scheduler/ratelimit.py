@@ -3,6 +3,9 @@
 Telegram allows about 30 messages per second overall, one per second in a private chat and
 20 a minute in a group, and answers 429 (with ``retry_after``) to a bot that sends faster;
 PTB's AIORateLimiter does not enforce the per-chat limit for private chats.
+
+The overall rate is the bot's, not a process's: replicas sharing one token each send their
+share of it (``RateLimiter.set_share``, kept up to date by ``Dispatcher.beat``).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from typing import Any
 # 429s from this many chats within this many seconds: a flood wait for the whole bot.
 FLOOD_CHATS = 3
 FLOOD_WINDOW = 2.0
+# The margin below a share of the rate when several processes share it (see set_share).
+SHARED_MARGIN = 0.95
 
 
 class RateLimiter:
-    """Spaces sends: at most ``per_second`` overall, one per ``chat_interval`` per private
-    chat and one per ``group_interval`` per group.
+    """Spaces sends: at most ``per_second`` overall (or this process's ``share`` of it),
+    one per ``chat_interval`` per private chat and one per ``group_interval`` per group.
 
     Telegram allows about 30 messages per second overall, one per second in a private chat
     and 20 a minute in a group; PTB's AIORateLimiter does not enforce the second for private
@@ -38,23 +43,55 @@ class RateLimiter:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
+        # The configured rate, the bot's; this process sends ``share`` of it.
         self.per_second = per_second
-        self._spacing = 1 / (per_second * margin) if per_second else 0.0
+        self.processes = 1
+        self._margin = margin
         self._chat_spacing = chat_interval / margin if chat_interval else 0.0
         # Groups (negative chat ids: the alert chat) get about 20 messages a minute.
         self._group_spacing = group_interval / margin if group_interval else 0.0
-        # At most ``_window_limit`` sends start within ``_window`` seconds (see ``hold``);
-        # each entry is when a send leaves that window.
-        self._window_limit = max(1, math.floor(per_second)) if per_second else 0
-        self._window = self._window_limit / (per_second * margin) if per_second else 0.0
+        self.set_share(1)
         self._started: deque[float] = deque()
         self._monotonic = monotonic
         self._sleep = sleep
         self._next_slot = 0.0
+        self._paused_until = 0.0
         self._chat_free: dict[int, float] = {}
         self._chat_locks: dict[int, asyncio.Lock] = {}
         # (when, chat) of recent 429s: several chats at once means a bot-wide flood wait.
         self._throttled: deque[tuple[float, int]] = deque()
+
+    @property
+    def share(self) -> float | None:
+        """What this process may send per second: its share of ``per_second``."""
+        return self.per_second / self.processes if self.per_second else None
+
+    def set_share(self, processes: int) -> None:
+        """From now on send ``per_second / processes``: ``processes`` replicas share the
+        bot's rate.
+
+        The margin widens to ``SHARED_MARGIN`` when they are several: the sends of each
+        reach Telegram with latencies of their own, and one replica's sends bunched by a
+        few tens of milliseconds would otherwise tip a second that the others fill. The
+        window of ``hold`` follows the share: at most ``share`` (rounded down, at least one)
+        sends start within the time they take at ``share * margin``, and never within less
+        than a second, so that the replicas' windows add up to no more than the bot's rate
+        in any second, however their sends fall.
+        """
+        self.processes = max(1, processes)
+        rate = self.share
+        margin = self._margin if self.processes == 1 else min(self._margin, SHARED_MARGIN)
+        self._spacing = 1 / (rate * margin) if rate else 0.0
+        # At most ``_window_limit`` sends start within ``_window`` seconds (see ``hold``);
+        # each entry of ``_started`` is when a send leaves that window.
+        self._window_limit = max(1, math.floor(rate)) if rate else 0
+        self._window = max(1.0, self._window_limit / (rate * margin)) if rate else 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Start no send for ``seconds`` from now: slots taken already wait too (in
+        ``hold``)."""
+        self._paused_until = max(self._paused_until, self._monotonic() + seconds)
+        self._next_slot = max(self._next_slot, self._paused_until)
 
     async def acquire(self, chat_id: int) -> float:
         """Wait until a message to ``chat_id`` may go out, and take that slot (returned, in
@@ -84,9 +121,9 @@ class RateLimiter:
         between taking a slot and sending (a database check) does not bunch sends together
         when its duration varies; then, should a send still have been held up (a pause of
         the process) so that it would follow the next ones too closely, until fewer than
-        ``per_second`` sends (rounded down, at least one) started within the time they
-        take at ``per_second * margin``."""
-        wait = slot + delay - self._monotonic()
+        ``share`` sends (rounded down, at least one) started within the time they take at
+        ``share * margin`` (see ``set_share``); and while the limiter is paused."""
+        wait = max(slot + delay, self._paused_until) - self._monotonic()
         if wait > 0:
             await self._sleep(wait)
         if not self._window_limit:

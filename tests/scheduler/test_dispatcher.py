@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scheduler import outbox
 from scheduler.alerts import Alert
 from scheduler.db import is_sqlite, session_factory
-from scheduler.dispatcher import Delivery, Dispatcher, Outcome, RateLimiter
+from scheduler.dispatcher import JOIN_WAIT, Delivery, Dispatcher, Outcome, RateLimiter
 from scheduler.models import DeliveryEvent, Patient, Reminder
+from scheduler.processes import BEAT_EVERY, DEAD_AFTER
 from tests.conftest import EngineFactory
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -344,3 +345,90 @@ async def test_drain_sends_a_backlog_batch_after_batch_and_runs_once_at_a_time(
     assert claimed == [20, 20, 5]  # stops at the first batch that is not full
     assert len(sender.sent) == 45
     assert [r.claimed async for r in d.drain()] == [0]  # the next tick job runs again
+
+
+async def test_replicas_share_the_rate_and_windows_add_up_to_it() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(per_second=30, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter.set_share(3)
+    assert (limiter.per_second, limiter.share) == (30, 10)
+    for chat in range(301):
+        await limiter.acquire(chat)
+    assert 0.9 * 10 <= 300 / clock.now < 10  # a wider margin than alone
+    limiter.set_share(1)  # the others stopped: the whole rate again
+    start = clock.now
+    for chat in range(1000, 1301):
+        await limiter.acquire(chat)
+    assert 0.95 * 30 <= 300 / (clock.now - start) < 30
+
+    # Four replicas: 7.5/s each. Sends held up and then let go together start at most 7
+    # within any second, so that four such replicas never exceed 30.
+    quarter = RateLimiter(per_second=30, monotonic=clock.monotonic, sleep=clock.sleep)
+    quarter.set_share(4)
+    started = []
+    for _ in range(40):
+        await quarter.hold(clock.now, 0.0)
+        started.append(clock.now)
+    assert max(sum(1 for t in started if s <= t < s + 1) for s in started) == 7
+
+
+async def test_a_paused_limiter_starts_no_send_until_the_pause_ends() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(per_second=30, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep)
+    slot = await limiter.acquire(1)  # taken before the pause
+    limiter.pause(6.0)
+    await limiter.hold(slot, 0.0)
+    assert clock.now == pytest.approx(6.0)
+    await limiter.acquire(2)
+    await limiter.acquire(3)  # then one every 1/30 s again
+    assert clock.now == pytest.approx(6.0 + 1 / 30)
+
+
+async def test_beats_share_the_rate_among_the_live_processes(
+    sessions: async_sessionmaker[AsyncSession], db: object
+) -> None:
+    postgres = not is_sqlite(db)  # type: ignore[arg-type]
+    clock = FixedClock()
+    times = [FakeTime() for _ in range(3)]
+    limiters = [RateLimiter(per_second=30, monotonic=t.monotonic, sleep=t.sleep) for t in times]
+    replicas = []
+    for limiter in limiters:
+        replica = dispatcher(sessions, RecordingSender(), postgres=postgres)
+        replica.clock = clock
+        replica.limiter = limiter
+        replicas.append(replica)
+    first, second, third = replicas
+    await first.beat()
+    assert limiters[0].share == 30  # alone: the whole rate
+    await limiters[0].acquire(1)
+    assert times[0].now == 0.0  # and at once
+    await second.beat()
+    assert limiters[1].share == 15
+    # It joined one that still sends 30/s: nothing until that one has beaten again.
+    await limiters[1].acquire(1)
+    assert times[1].now == pytest.approx(JOIN_WAIT)
+    await first.beat()
+    assert limiters[0].share == 15
+    await third.beat()
+    await first.beat()
+    assert [limiter.share for limiter in limiters] == [10, 15, 10]  # the second beats later
+    await second.beat()
+    assert limiters[1].share == 10
+    assert (first._batch(), third._batch()) == (67, 67)  # a third of 200 each
+    # The third stops beating (killed): once it is found stopped, its share is the others'.
+    while clock.current <= NOW + DEAD_AFTER:
+        clock.current += BEAT_EVERY
+        assert limiters[0].share == 10  # until then it may be alive, only slow
+        await first.beat()
+        await second.beat()
+    assert [limiters[0].share, limiters[1].share] == [15, 15]
+    # It comes back: found stopped, it registers again, and waits for the others again.
+    await third.beat()
+    assert limiters[2].share == 10
+    start = times[2].now
+    await limiters[2].acquire(5)
+    assert times[2].now == pytest.approx(start + JOIN_WAIT)
+    # A process that signs off leaves its share at the others' next beat.
+    await third.close()
+    await first.beat()
+    assert limiters[0].share == 15
