@@ -68,7 +68,7 @@ async def run(args: argparse.Namespace, tree: Path) -> str:
                 "TELEGRAM_BOT_TOKEN": TOKEN,
                 "TELEGRAM_API_BASE_URL": server.base_url,
                 "DATABASE_URL": url,
-                "REMINDBOT_HEALTH_PORT": "0",
+                "REMINDBOT_HTTP_PORT": "0",
                 "REMINDBOT_LOG_LEVEL": "WARNING",
             }
             if args.tick is not None:

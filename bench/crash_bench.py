@@ -114,7 +114,7 @@ async def crash_run(kind: str, engine: object, url: str, reminders: int, crashes
             "TELEGRAM_API_BASE_URL": server.base_url,
             "DATABASE_URL": url,
             "REMINDBOT_TICK_SECONDS": "1",
-            "REMINDBOT_HEALTH_PORT": "0",
+            "REMINDBOT_HTTP_PORT": "0",
             "REMINDBOT_LOG_LEVEL": "WARNING",
         }
         step = reminders // (crashes + 1)

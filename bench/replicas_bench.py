@@ -124,10 +124,9 @@ async def start_replica(
         "DATABASE_URL": url,
         "REMINDBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
         "REMINDBOT_WEBHOOK_SECRET": SECRET,
-        "REMINDBOT_WEBHOOK_LISTEN": "127.0.0.1",
-        "REMINDBOT_WEBHOOK_PORT": str(port),
+        "REMINDBOT_HTTP_LISTEN": "127.0.0.1",
+        "REMINDBOT_HTTP_PORT": str(port),
         "REMINDBOT_TICK_SECONDS": str(tick),
-        "REMINDBOT_HEALTH_PORT": "0",
         "REMINDBOT_LOG_LEVEL": "WARNING",
     }
     return await asyncio.create_subprocess_exec(

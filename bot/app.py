@@ -8,7 +8,6 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
@@ -18,13 +17,13 @@ from bot import dialogues, runner
 from bot.context import BotContext, RemindbotApp, Services
 from bot.handlers import coordinator, fallback, patient, reminders, staff
 from bot.handlers.errors import on_error
-from bot.health import HealthServer
 from bot.i18n import catalog_problems
 from bot.menus import MenuSync
 from bot.request import AiohttpRequest
 from bot.sender import TelegramSender
 from bot.settings import Settings
-from scheduler import periodic, store
+from bot.web import server as web_server
+from scheduler import periodic, store, web_access
 from scheduler.clock import Clock
 from scheduler.db import create_engine, is_migrated, is_sqlite, migrate, session_factory
 from scheduler.dispatcher import Dispatcher
@@ -259,9 +258,15 @@ async def expire_dialogues(context: BotContext) -> None:
         log.info("housekeeping: %d conversations ran out", ended)
 
 
+async def expire_web_access(context: BotContext) -> None:
+    """Sign-in links and web console sessions that ran out are deleted."""
+    async with context.sessions.begin() as session:
+        await web_access.expire(session, now=context.clock.now())
+
+
 # The steps of the housekeeping job, run in this order once a minute by one process of all
 # the replicas. A step that fails is logged and the next one runs; add a step here.
-HOUSEKEEPING: list[Housekeeping] = [expire_dialogues]
+HOUSEKEEPING: list[Housekeeping] = [expire_dialogues, expire_web_access]
 
 
 async def claimed(context: BotContext, *, name: str, interval: float) -> bool:
@@ -305,8 +310,9 @@ async def prepare_database(engine: AsyncEngine, settings: Settings, clock: Clock
 
 
 def serve(settings: Settings, clock: Clock) -> None:
-    """Run the bot until SIGINT or SIGTERM: a webhook server when REMINDBOT_WEBHOOK_URL is
-    set, else long polling.
+    """Run the bot until SIGINT or SIGTERM: updates through the webhook when
+    REMINDBOT_WEBHOOK_URL is set, else long polling; the web server (health, metrics, the
+    webhook, the console) on REMINDBOT_HTTP_PORT either way.
 
     Only one process may poll one bot token (Telegram answers a second with a conflict): on
     PostgreSQL the replicas elect the poller (``bot.runner``), and the others dispatch and
@@ -318,25 +324,22 @@ def serve(settings: Settings, clock: Clock) -> None:
 
     dispatcher = app.bot_data.dispatcher
     assert dispatcher is not None
-    health = HealthServer(
-        sessions=session_factory(engine),
-        dispatcher=dispatcher,
-        clock=clock,
-        tick_seconds=settings.tick_seconds,
-        host=settings.health_listen,
-        port=settings.health_port,
-    )
+    web = web_server.for_application(app, settings)
 
     async def startup(_: Application) -> None:  # type: ignore[type-arg]
+        for old, new in settings.renamed_in_use():
+            log.warning(
+                "%s is deprecated: set %s instead (the old name goes next release)", old, new
+            )
         await prepare_database(engine, settings, clock)
         for problem in catalog_problems():
             log.error("translations: %s", problem)
-        if settings.health_port:
-            await health.start()
+        # Before the webhook is set: Telegram posts the first update right after.
+        await web.start()
         log.info("remindbot started as @%s", app.bot.username)
 
     async def shutdown(_: Application) -> None:  # type: ignore[type-arg]
-        await health.stop()
+        await web.stop()
         try:
             await dispatcher.close()
         except Exception as error:  # the others will find it stopped by its heartbeat
@@ -348,11 +351,7 @@ def serve(settings: Settings, clock: Clock) -> None:
     webhook = None
     if settings.webhook_url and settings.webhook_secret:
         webhook = runner.Webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
-            url=settings.webhook_url,
-            secret_token=settings.webhook_secret.get_secret_value(),
+            url=settings.webhook_url, secret_token=settings.webhook_secret.get_secret_value()
         )
     # One loop for the start-up check and for PTB: the bot's HTTP sessions belong to it.
     loop = asyncio.new_event_loop()

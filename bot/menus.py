@@ -56,6 +56,8 @@ STAFF_COMMANDS: Final = (
     # TRANSLATORS: menu entry of a staff command.
     ("deliveries", N_("the delivery log")),
     # TRANSLATORS: menu entry of a staff command.
+    ("web", N_("a sign-in link to the web console")),
+    # TRANSLATORS: menu entry of a staff command.
     ("timezone", N_("the time zone you see times in")),
     # TRANSLATORS: menu entry of a staff command.
     ("help", N_("the commands you can use")),

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -31,6 +33,9 @@ class AiohttpRequest(BaseRequest):
 
     aiohttp has no write timeout of its own, so each request is also bounded as a whole by
     the sum of its connect, pool, write and read timeouts (when all are set).
+
+    ``observe``, when set, is told each request's Bot API method and duration in seconds,
+    answered or not (the web server's histogram of Telegram request durations).
     """
 
     __slots__ = (
@@ -42,6 +47,7 @@ class AiohttpRequest(BaseRequest):
         "_read_timeout",
         "_session",
         "_write_timeout",
+        "observe",
     )
 
     def __init__(
@@ -64,6 +70,7 @@ class AiohttpRequest(BaseRequest):
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
+        self.observe: Callable[[str, float], None] | None = None
 
     def _proxy(self, url: str) -> str | None:
         """HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as PTB's default client applies them: looked
@@ -125,6 +132,7 @@ class AiohttpRequest(BaseRequest):
             sock_connect=connect,
             sock_read=read,
         )
+        started = time.perf_counter()
         try:
             async with session.request(
                 method,
@@ -143,6 +151,10 @@ class AiohttpRequest(BaseRequest):
         except aiohttp.ClientError as error:
             reason = _TOKEN_IN_URL.sub("/bot<token>/", str(error))
             raise NetworkError(f"aiohttp.{type(error).__name__}: {reason}") from None
+        finally:
+            if self.observe is not None:
+                # The method is the URL's last segment: .../bot<token>/sendMessage.
+                self.observe(url[url.rfind("/") + 1 :], time.perf_counter() - started)
 
 
 def _given(value: ODVInput[float], default: float | None) -> float | None:

@@ -1,5 +1,6 @@
 """The bot process's run loop: what PTB's ``run_polling`` and ``run_webhook`` do, except that
-among replicas on one PostgreSQL only one polls.
+among replicas on one PostgreSQL only one polls, and that webhook updates come through the
+bot's own web server (``bot.web``), not PTB's.
 
 Telegram answers a second concurrent ``getUpdates`` with 409 Conflict, so the replicas elect
 a poller with an advisory lock (``scheduler.leadership``); the others run everything else
@@ -30,11 +31,9 @@ STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass(frozen=True)
 class Webhook:
-    """What ``Updater.start_webhook`` needs; every replica takes updates this way."""
+    """Where Telegram posts the updates (served by ``bot.web``); every replica takes them
+    this way, behind a load balancer."""
 
-    listen: str
-    port: int
-    url_path: str
     url: str
     secret_token: str
 
@@ -48,8 +47,9 @@ async def run(
 ) -> None:
     """Start the application, take updates until SIGINT or SIGTERM, then stop it.
 
-    With ``webhook``, Telegram posts the updates; else this process polls, and with a
-    ``poller_lock`` only while it holds the lock. Shutdown runs whatever failed, as in PTB.
+    With ``webhook``, Telegram posts the updates (the web server, started by ``post_init``,
+    puts them on the update queue); else this process polls, and with a ``poller_lock``
+    only while it holds the lock. Shutdown runs whatever failed, as in PTB.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,14 +89,10 @@ async def _take_updates(
     """Take updates until ``stop`` is set."""
     updater = _updater(app)
     if webhook is not None:
-        await updater.start_webhook(
-            listen=webhook.listen,
-            port=webhook.port,
-            url_path=webhook.url_path,
-            webhook_url=webhook.url,
-            secret_token=webhook.secret_token,
-            allowed_updates=allowed_updates,
+        await app.bot.set_webhook(
+            url=webhook.url, secret_token=webhook.secret_token, allowed_updates=allowed_updates
         )
+        log.info("Telegram posts updates to the webhook now")
         await stop.wait()
     elif poller_lock is None:
         await _start_polling(updater, allowed_updates)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -63,20 +64,28 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_SECRET")
     )
-    webhook_listen: str = Field(
-        "0.0.0.0", validation_alias=AliasChoices("REMINDBOT_WEBHOOK_LISTEN")
+    # The one web server: /healthz, /metrics, the webhook (the path of REMINDBOT_WEBHOOK_URL)
+    # and the console. Port 0: any free port (logged). Listen on 0.0.0.0 for a scraper, a
+    # load balancer or a reverse proxy outside the host or container.
+    http_listen: str = Field("127.0.0.1", validation_alias=AliasChoices("REMINDBOT_HTTP_LISTEN"))
+    http_port: int = Field(
+        8080, ge=0, le=65535, validation_alias=AliasChoices("REMINDBOT_HTTP_PORT")
     )
-    webhook_port: int = Field(
-        8443, ge=1, le=65535, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_PORT")
+    # The old names of the two above, read for one more release (see RENAMED).
+    health_listen: str | None = Field(
+        None, validation_alias=AliasChoices("REMINDBOT_HEALTH_LISTEN")
     )
-    # /healthz and /metrics; 0 turns the endpoint off. Listen on 0.0.0.0 for a scraper
-    # outside the host or container.
-    health_port: int = Field(
-        8080, ge=0, le=65535, validation_alias=AliasChoices("REMINDBOT_HEALTH_PORT")
+    health_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias=AliasChoices("REMINDBOT_HEALTH_PORT")
     )
-    health_listen: str = Field(
-        "127.0.0.1", validation_alias=AliasChoices("REMINDBOT_HEALTH_LISTEN")
+    _port_variable: str = PrivateAttr("REMINDBOT_HTTP_PORT")
+    # No longer read (see RETIRED): set, they stop the start.
+    webhook_listen: str | None = Field(
+        None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_LISTEN")
     )
+    webhook_port: str | None = Field(None, validation_alias=AliasChoices("REMINDBOT_WEBHOOK_PORT"))
+    # Where staff open the web console (https://bot.example.org): /web links start with it.
+    public_url: str | None = Field(None, validation_alias=AliasChoices("REMINDBOT_PUBLIC_URL"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=AliasChoices("REMINDBOT_LOG_LEVEL")
     )
@@ -129,7 +138,7 @@ class Settings(BaseSettings):
             )
         return f"{_DRIVERS[scheme]}://{rest}"
 
-    @field_validator("telegram_api_base_url", "webhook_url")
+    @field_validator("telegram_api_base_url", "webhook_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
@@ -172,6 +181,27 @@ class Settings(BaseSettings):
                 raise ValueError("expected the bot's username, like remindbot_clinic_bot")
         return value
 
+    @field_validator("webhook_listen", "webhook_port")
+    @classmethod
+    def _retired(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "no longer used: the webhook is served by the bot's one web server, "
+                "with /healthz and /metrics; set REMINDBOT_HTTP_PORT (and "
+                "REMINDBOT_HTTP_LISTEN) instead, and remove this variable"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _renamed(self) -> Settings:
+        """The old names count where the new ones are not set."""
+        if self.health_port is not None and "http_port" not in self.model_fields_set:
+            self.http_port = self.health_port
+            self._port_variable = "REMINDBOT_HEALTH_PORT"
+        if self.health_listen is not None and "http_listen" not in self.model_fields_set:
+            self.http_listen = self.health_listen
+        return self
+
     @model_validator(mode="after")
     def _webhook_pair(self) -> Settings:
         if (self.webhook_url is None) != (self.webhook_secret is None):
@@ -179,6 +209,17 @@ class Settings(BaseSettings):
                 "REMINDBOT_WEBHOOK_URL and REMINDBOT_WEBHOOK_SECRET must be set together"
             )
         return self
+
+    def renamed_in_use(self) -> list[tuple[str, str]]:
+        """(old name, new name) of each renamed variable that is set, to warn about."""
+        return [
+            (old, new) for old, new in RENAMED.items() if getattr(self, _FIELDS[old]) is not None
+        ]
+
+    @property
+    def http_port_variable(self) -> str:
+        """The variable the HTTP port came from, for messages about it."""
+        return self._port_variable
 
     @property
     def late_window(self) -> timedelta:
@@ -198,6 +239,14 @@ _VARIABLES = {
     name: next(iter(field.validation_alias.choices))  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
+_FIELDS = {variable: name for name, variable in _VARIABLES.items()}
+# Old name -> new name: still read, with a warning at start, until the next release.
+RENAMED: Final = {
+    "REMINDBOT_HEALTH_PORT": "REMINDBOT_HTTP_PORT",
+    "REMINDBOT_HEALTH_LISTEN": "REMINDBOT_HTTP_LISTEN",
+}
+# No longer read at all: set, they stop the start with a line saying what to set instead.
+RETIRED: Final = frozenset({"REMINDBOT_WEBHOOK_LISTEN", "REMINDBOT_WEBHOOK_PORT"})
 
 
 def load_settings(**overrides: Any) -> Settings:

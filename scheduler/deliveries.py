@@ -6,16 +6,22 @@ validated by the caller, and patients that asked to be forgotten are still liste
 
 The log is ordered by due instant, newest first (ties: newest reminder first). A page
 costs two queries whatever its size: one for the reminders, one for their events.
+
+"Activity since" (``active_since``) is what staff look at by default: a reminder whose
+status changed at or after that instant (a cancellation after ``/stop``, a failure, a
+Done), or that fell due between then and ``now``. It is the union of two index range
+scans, ``ix_delivery_event_at`` over the recent events and ``ix_reminder_due_at_id`` over
+the recently due reminders, so its cost follows the recent activity, not the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, CompoundSelect, and_, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import teams
@@ -56,6 +62,9 @@ class DeliveryEntry:
     attempts: int
     # Oldest first.
     history: tuple[StatusChange, ...]
+    # The due date in the patient's zone, and when Telegram first accepted it (if ever).
+    local_date: date | None = None
+    first_sent_at: datetime | None = None
 
     @property
     def position(self) -> Position:
@@ -71,6 +80,8 @@ def _conditions(
     kind: str | None,
     since: datetime | None,
     until: datetime | None,
+    active_since: datetime | None = None,
+    now: datetime | None = None,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if scope.team_ids is not None:
@@ -89,7 +100,19 @@ def _conditions(
         conditions.append(Reminder.due_at >= since)
     if until is not None:
         conditions.append(Reminder.due_at < until)
+    if active_since is not None:
+        conditions.append(Reminder.id.in_(_active(active_since, now)))
     return conditions
+
+
+def _active(since: datetime, now: datetime | None) -> CompoundSelect[tuple[int]]:
+    """The ids of reminders with a status change at or after ``since``, or due between
+    ``since`` and ``now`` (inclusive; no upper bound without ``now``)."""
+    changed = select(DeliveryEvent.reminder_id).where(DeliveryEvent.at >= since)
+    due = select(Reminder.id).where(Reminder.due_at >= since)
+    if now is not None:
+        due = due.where(Reminder.due_at <= now)
+    return union(changed, due)
 
 
 async def count_deliveries(
@@ -101,10 +124,19 @@ async def count_deliveries(
     kind: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    active_since: datetime | None = None,
+    now: datetime | None = None,
 ) -> int:
     """How many reminders ``delivery_log`` lists with the same filters (for paging)."""
     conditions = _conditions(
-        scope=scope, label=label, status=status, kind=kind, since=since, until=until
+        scope=scope,
+        label=label,
+        status=status,
+        kind=kind,
+        since=since,
+        until=until,
+        active_since=active_since,
+        now=now,
     )
     query = select(func.count()).select_from(Reminder).where(*conditions)
     return int(await session.scalar(query) or 0)
@@ -119,6 +151,8 @@ async def delivery_log(
     kind: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    active_since: datetime | None = None,
+    now: datetime | None = None,
     limit: int | None = None,
     offset: int = 0,
     after: Position | None = None,
@@ -126,13 +160,22 @@ async def delivery_log(
     """Reminders with their full history, newest due first.
 
     Filters: the teams of ``scope``, the patient's ``label``, the current ``status``, the
-    ``kind``, and the due instant with ``since <= due_at < until`` (aware datetimes).
+    ``kind``, the due instant with ``since <= due_at < until`` (aware datetimes), and
+    activity: with ``active_since``, only reminders whose status changed at or after it or
+    that fell due between it and ``now`` (see the module's docstring).
     ``limit``/``offset`` page through the log; for long exports,
     ``after=<last entry>.position`` continues behind an entry without counting the rows
     before it, so each batch can use a short session.
     """
     conditions = _conditions(
-        scope=scope, label=label, status=status, kind=kind, since=since, until=until
+        scope=scope,
+        label=label,
+        status=status,
+        kind=kind,
+        since=since,
+        until=until,
+        active_since=active_since,
+        now=now,
     )
     if after is not None:
         due_at, reminder_id = after
@@ -153,6 +196,8 @@ async def delivery_log(
             Patient.timezone,
             Reminder.status,
             Reminder.attempts,
+            Reminder.local_date,
+            Reminder.first_sent_at,
         )
         .join(Patient, Patient.id == Reminder.patient_id)
         .where(*conditions)
@@ -177,6 +222,8 @@ def _entry(row: Any, history: Sequence[StatusChange]) -> DeliveryEntry:
         status=row.status,
         attempts=row.attempts,
         history=tuple(history),
+        local_date=row.local_date,
+        first_sent_at=row.first_sent_at,
     )
 
 

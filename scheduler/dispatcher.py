@@ -152,6 +152,9 @@ class Dispatcher:
     # messages in flight finish and the rest is released.
     running: Callable[[], bool] = lambda: True
     stats: Stats = field(default_factory=Stats)
+    # Told, for each reminder Telegram accepted, the seconds since it was meant to go out
+    # (its ``intended`` time: due, snooze or retry time), for a latency histogram.
+    on_sent: Callable[[float], None] | None = None
     # Outcomes are written together within this many seconds (a busy dispatcher then writes
     # a few statements for dozens of messages); a crash can lose at most these.
     record_window: float = 0.02
@@ -373,6 +376,10 @@ class Dispatcher:
         if self.limiter is not None and slot is not None:
             await self.limiter.hold(slot, CHECK_ALLOWANCE)
         outcome = await self.sender.send(delivery)
+        if outcome.result is Result.SENT and self.on_sent is not None:
+            accepted = self.clock.now()
+            for claim in message.claims:
+                self.on_sent((accepted - claim.intended).total_seconds())
         self._throttled(delivery.chat_id, outcome)
         return outcome
 

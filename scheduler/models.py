@@ -402,3 +402,32 @@ class PeriodicRun(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[datetime]
     process: Mapped[str | None] = mapped_column(String(128))
+
+
+class WebLogin(Base):
+    """A one-time link into the web console, sent by the bot on ``/web``: single use and
+    short-lived. Only the SHA-256 of the token is kept."""
+
+    __tablename__ = "web_login"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # A Telegram user id; no foreign key, so that revoking a role leaves the trail intact.
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie's token as its SHA-256, the staff member and the
+    language chosen in the console (NULL: their Telegram language)."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    locale: Mapped[str | None] = mapped_column(String(16))

@@ -20,7 +20,7 @@ from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler import alerts, outbox, planner, teams
+from scheduler import alerts, outbox, planner, teams, web_access
 from scheduler.audit import audit as audit  # re-exported: handlers call store.audit
 from scheduler.errors import N_, ValidationError
 from scheduler.models import (
@@ -674,10 +674,12 @@ async def grant(
 
 
 async def revoke(session: AsyncSession, *, user_id: int, actor: str, now: datetime) -> bool:
-    """Remove a user's staff role; False if they had none."""
+    """Remove a user's staff role, and end their web console sessions at once; False if
+    they had none."""
     result = await session.execute(delete(StaffUser).where(StaffUser.telegram_user_id == user_id))
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
+    await web_access.close_sessions(session, user_id=user_id)
     audit(session, actor=actor, action="role.revoke", target=f"user:{user_id}", now=now)
     return True
 

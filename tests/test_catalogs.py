@@ -9,6 +9,7 @@ import pytest
 from babel import Locale
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po, write_po
 
@@ -55,11 +56,16 @@ def test_ten_locales_ship() -> None:
 
 def test_template_is_up_to_date_with_the_sources() -> None:
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    # The mapping of babel.cfg: Python sources and the web console's templates.
+    with (ROOT / "babel.cfg").open(encoding="utf-8") as config:
+        method_map, options_map = parse_mapping_cfg(config)  # type: ignore[no-untyped-call]
     extracted = {
         (msgid if isinstance(msgid, str) else msgid[0])
         for folder in ("bot", "scheduler")
         for _file, _line, msgid, _comments, _context in extract_from_dir(
             ROOT / folder,
+            method_map=method_map,
+            options_map=options_map,
             keywords=keywords,
             comment_tags=("TRANSLATORS:",),
             strip_comment_tags=True,

@@ -24,20 +24,22 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
-from bot.settings import Settings, load_settings
+from bot.settings import RENAMED, RETIRED, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 
-# Read by the health endpoint, not by Settings; the one variable the env example adds.
-HEALTH_PORT = "REMINDBOT_HEALTH_PORT"
+# The web server's port, which the healthcheck asks (or its old name, read for one release).
+HTTP_PORT = "REMINDBOT_HTTP_PORT"
+OLD_HTTP_PORT = "REMINDBOT_HEALTH_PORT"
 SECRETS = ("TELEGRAM_BOT_TOKEN", "REMINDBOT_WEBHOOK_SECRET", "POSTGRES_PASSWORD")
 ENTRYPOINT = "/usr/local/bin/remindbot-entrypoint"
 BINARY = "/opt/remindbot/venv/bin/remindbot"
 
 
-def _settings_variables() -> set[str]:
-    """The environment variable of every Settings field (the name its errors use)."""
+def _settings_variables(*, old: bool = False) -> set[str]:
+    """The environment variable of every Settings field (the name its errors use); with
+    ``old``, also the renamed and retired ones, which the example no longer lists."""
     names = set()
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
@@ -45,14 +47,14 @@ def _settings_variables() -> set[str]:
         first = choices[0] if choices else None
         assert isinstance(first, str), f"Settings.{name} has no environment variable"
         names.add(first)
-    return names
+    return names if old else names - set(RENAMED) - RETIRED
 
 
 @pytest.fixture
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No remindbot variable from the caller's environment, and no .env file to read."""
     monkeypatch.chdir(tmp_path)
-    for name in (*_settings_variables(), HEALTH_PORT):
+    for name in _settings_variables(old=True):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -141,7 +143,7 @@ def test_dockerfile_runtime_runs_unprivileged_with_healthcheck() -> None:
     command = _healthcheck_command(_only(runtime, "HEALTHCHECK").arguments)
     assert command[:2] == ["python", "-c"]
     assert "/healthz" in command[2]
-    assert HEALTH_PORT in command[2]
+    assert HTTP_PORT in command[2]
 
 
 def test_dockerfile_bakes_in_no_secret_and_a_sqlite_file_in_data(
@@ -425,9 +427,10 @@ def health_server() -> Iterator[ThreadingHTTPServer]:
     thread.join()
 
 
-def _run_healthcheck(port: int, **environment: str) -> int:
+def _run_healthcheck(port: int, *, variable: str = HTTP_PORT, **environment: str) -> int:
     command = _healthcheck_command(_only(_dockerfile_stages()[-1], "HEALTHCHECK").arguments)
-    env = {**os.environ, HEALTH_PORT: str(port), **environment}
+    env = {k: v for k, v in os.environ.items() if k not in (HTTP_PORT, OLD_HTTP_PORT)}
+    env = {**env, variable: str(port), **environment}
     result = subprocess.run(
         [sys.executable, *command[1:]], env=env, capture_output=True, timeout=30, check=False
     )
@@ -440,6 +443,16 @@ def test_healthcheck_passes_on_a_healthy_answer(health_server: ThreadingHTTPServ
     # A proxy configured for reaching Telegram is not used for the local check.
     unroutable = "http://192.0.2.1:9"
     assert _run_healthcheck(port, HTTP_PROXY=unroutable, http_proxy=unroutable) == 0
+
+
+def test_healthcheck_reads_the_old_port_variable_and_the_new_one_first(
+    health_server: ThreadingHTTPServer,
+) -> None:
+    port = health_server.server_address[1]
+    assert _run_healthcheck(port, variable=OLD_HTTP_PORT) == 0
+    # An empty value counts as unset, as for the bot; the new name wins over the old one.
+    assert _run_healthcheck(port, variable=OLD_HTTP_PORT, **{HTTP_PORT: ""}) == 0
+    assert _run_healthcheck(port, **{OLD_HTTP_PORT: "9"}) == 0
 
 
 def test_healthcheck_fails_on_an_error_or_no_server(
@@ -473,7 +486,8 @@ def _env_example() -> list[tuple[str, str, bool, str]]:
 def test_env_example_lists_exactly_the_settings() -> None:
     names = [name for name, *_ in _env_example()]
     assert len(names) == len(set(names)), "a variable is listed twice"
-    assert set(names) == _settings_variables() | {HEALTH_PORT}
+    assert set(names) == _settings_variables()
+    assert not set(names) & (set(RENAMED) | RETIRED), "the example shows the current names"
 
 
 def test_env_example_describes_every_variable() -> None:
@@ -499,7 +513,7 @@ def test_env_example_values_are_valid_and_show_the_defaults(
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     load_settings()
-    assert 0 < int(values[HEALTH_PORT]) < 65536
+    assert 0 < int(values[HTTP_PORT]) < 65536
     for monkeyed in values:
         monkeypatch.delenv(monkeyed)
     defaults = load_settings()

@@ -6,8 +6,9 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import click
 
@@ -18,10 +19,44 @@ from scheduler.protocol import Kind
 from scheduler.statuses import ReminderStatus
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from scheduler import teams
     from scheduler.deliveries import DeliveryEntry
+
+
+def N_(message: str) -> str:
+    return message
+
+
+# Reminder kinds in a word or two, for narrow tables (the CLI's, the console's).
+SHORT_KIND_TITLES: Final[dict[Kind, str]] = {
+    # TRANSLATORS: short name of a reminder kind in a table column.
+    Kind.COURSE_UPCOMING: N_("Course soon"),
+    # TRANSLATORS: short name of a reminder kind: warning signs after an infusion.
+    Kind.POST_INFUSION_WARNING: N_("After infusion"),
+    # TRANSLATORS: short name of a reminder kind: anti-herpes medicine.
+    Kind.ANTIVIRAL_PROPHYLAXIS: N_("Anti-herpes"),
+    # TRANSLATORS: short name of a reminder kind: monthly blood and urine tests.
+    Kind.LABS_MONTHLY: N_("Monthly tests"),
+    # TRANSLATORS: short name of a reminder kind: thyroid blood test.
+    Kind.THYROID_QUARTERLY: N_("Thyroid test"),
+    # TRANSLATORS: short name of a reminder kind.
+    Kind.CONTRACEPTION: N_("Contraception"),
+    # TRANSLATORS: short name of a reminder kind: end of the contraception period.
+    Kind.CONTRACEPTION_END: N_("Contraception end"),
+    # TRANSLATORS: short name of a reminder kind: the next course is due.
+    Kind.COURSE_DUE: N_("Course due"),
+    # TRANSLATORS: short name of a reminder kind: yearly skin (and cervical) screening.
+    Kind.ANNUAL_SCREENING: N_("Yearly screening"),
+    # TRANSLATORS: short name of a reminder kind: the end of the 48-month monitoring.
+    Kind.MONITORING_END: N_("Monitoring end"),
+}
 
 TABLE_LIMIT = 50
 BATCH = 1000
+# The default window of activity: what happened in the last week.
+ACTIVE_DAYS = 7
 CSV_COLUMNS: list[object] = [
     "reminder_id",
     "label",
@@ -58,10 +93,16 @@ def _day_start(text: str | None, *, option: str, next_day: bool = False) -> date
 @click.option("--status", type=click.Choice([s.value for s in ReminderStatus]))
 @click.option("--kind", type=click.Choice([k.value for k in Kind]))
 @click.option("--since", metavar="DATE", help=_("Due on or after this day (UTC), YYYY-MM-DD."))
+@click.option("--until", metavar="DATE", help=_("Due on or before this day (UTC), YYYY-MM-DD."))
 @click.option(
-    "--until",
-    metavar="DATE",
-    help=_("Due on or before this day (UTC), YYYY-MM-DD. Default: due until now."),
+    "--active-days",
+    type=click.IntRange(min=0),
+    default=ACTIVE_DAYS,
+    show_default=True,
+    help=_(
+        "Only reminders with a status change in the last N days, or that fell due in them "
+        "(cancellations and failures show at once); 0: every reminder."
+    ),
 )
 @click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.option(
@@ -70,6 +111,9 @@ def _day_start(text: str | None, *, option: str, next_day: bool = False) -> date
     default=None,
     help=_("At most this many reminders (default: 50 for a table, all for csv and json)."),
 )
+@click.option(
+    "--history", is_flag=True, help=_("Show each reminder's status history in the table.")
+)
 @common.team_option(_("Only this care team's patients. Default: every team."))
 def deliveries_command(
     label: str | None,
@@ -77,55 +121,94 @@ def deliveries_command(
     kind: str | None,
     since: str | None,
     until: str | None,
+    active_days: int,
     output: str,
     limit: int | None,
+    history: bool,
     team: str | None,
 ) -> None:
-    """The delivery log: every reminder, newest due first, with its status history."""
+    """The delivery log: reminders active in the last 7 days (--active-days), newest due
+    first, with their status history."""
     from scheduler.db import reading
-    from scheduler.deliveries import Position, count_deliveries, delivery_log
 
     config = common.settings()
-    filters: dict[str, Any] = {
-        "label": label,
-        "status": status,
-        "kind": kind,
-        "since": _day_start(since, option="--since"),
-        "until": _day_start(until, option="--until", next_day=True) or common.now(),
-    }
+    now = common.now()
+    filters = Filters(
+        label=label,
+        status=status,
+        kind=kind,
+        since=_day_start(since, option="--since"),
+        until=_day_start(until, option="--until", next_day=True),
+        active_since=now - timedelta(days=active_days) if active_days else None,
+        now=now,
+    )
     wanted = limit if limit is not None else (TABLE_LIMIT if output == "table" else 0)
 
     async def fetch() -> tuple[list[DeliveryEntry], int]:
-        entries: list[DeliveryEntry] = []
-        after: Position | None = None
         async with common.database(config) as sessions:
             async with reading(sessions) as session:
-                filters["scope"] = await common.team_scope(session, team)
-                total = await count_deliveries(session, **filters)
-            while not wanted or len(entries) < wanted:
-                batch = min(BATCH, wanted - len(entries)) if wanted else BATCH
-                # A short read per batch: a long export never holds the database.
-                async with reading(sessions) as session:
-                    page = await delivery_log(session, limit=batch, after=after, **filters)
-                entries += page
-                if len(page) < batch:
-                    break
-                after = page[-1].position
-        return entries, total
+                scope = await common.team_scope(session, team)
+            return await collect(sessions, scope=scope, filters=filters, limit=wanted)
 
     entries, total = common.run(fetch())
     if output == "json":
         click.echo(json.dumps([_entry_json(entry) for entry in entries], indent=2))
     elif output == "csv":
-        _write_csv(entries)
+        write_csv(entries, sys.stdout)
     else:
-        _print_table(entries, total)
+        _print_table(entries, total, history=history)
     if len(entries) < total and output != "table":
         click.echo(
             _("Showing %(shown)d of %(total)d reminders; raise --limit to see more.")
             % {"shown": len(entries), "total": total},
             err=True,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The delivery log's filters, as ``scheduler.deliveries.delivery_log`` takes them
+    (the scope apart): the same for the command line and the web console."""
+
+    label: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    active_since: datetime | None = None
+    now: datetime | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+async def collect(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    scope: teams.Scope,
+    filters: Filters,
+    limit: int = 0,
+) -> tuple[list[DeliveryEntry], int]:
+    """The entries of the log with ``filters`` (at most ``limit``; 0: all) and how many
+    there are, read in batches, each in a short read: a long export never holds the
+    database."""
+    from scheduler.db import reading
+    from scheduler.deliveries import Position, count_deliveries, delivery_log
+
+    arguments = filters.arguments()
+    async with reading(sessions) as session:
+        total = await count_deliveries(session, scope=scope, **arguments)
+    entries: list[DeliveryEntry] = []
+    after: Position | None = None
+    while not limit or len(entries) < limit:
+        batch = min(BATCH, limit - len(entries)) if limit else BATCH
+        async with reading(sessions) as session:
+            page = await delivery_log(session, scope=scope, limit=batch, after=after, **arguments)
+        entries += page
+        if len(page) < batch:
+            break
+        after = page[-1].position
+    return entries, total
 
 
 def _local(moment: datetime, zone: str) -> str:
@@ -184,21 +267,27 @@ def csv_rows(entries: Sequence[DeliveryEntry]) -> list[list[object]]:
     return rows
 
 
-def _write_csv(entries: Sequence[DeliveryEntry]) -> None:
+def write_csv(entries: Sequence[DeliveryEntry], out: TextIO) -> None:
+    """The CSV of ``remindbot deliveries --format csv`` (and of the console's download),
+    every cell quoted against spreadsheet formulas."""
     from bot.spreadsheet import safe_cell
 
-    writer = csv.writer(sys.stdout)
+    writer = csv.writer(out)
     for row in csv_rows(entries):
         writer.writerow([safe_cell(value) for value in row])
 
 
-def _print_table(entries: Sequence[DeliveryEntry], total: int) -> None:
+def _short(moment: datetime, zone: str) -> str:
     from zoneinfo import ZoneInfo
 
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_table(entries: Sequence[DeliveryEntry], total: int, *, history: bool) -> None:
+    """Four short columns, one line per reminder, to stay readable at 80 columns; with
+    ``history``, a line per status change under its reminder."""
     from rich.console import Console
     from rich.table import Table
-
-    from bot.texts import KIND_TITLES
 
     title = (
         ngettext("Delivery log: %(total)d reminder", "Delivery log: %(total)d reminders", total)
@@ -207,28 +296,34 @@ def _print_table(entries: Sequence[DeliveryEntry], total: int) -> None:
         else _("Delivery log: the newest %(shown)d of %(total)d reminders (--limit for more)")
         % {"shown": len(entries), "total": total}
     )
-    table = Table(title=title, title_justify="left")
-    for column in (_("Due"), _("Patient"), _("Reminder"), _("Status"), _("History")):
-        table.add_column(column)
+    table = Table(title=title, title_justify="left", pad_edge=False, box=None)
+    table.add_column(_("Due (local)"), no_wrap=True)
+    table.add_column(_("Patient"), overflow="fold", max_width=24)
+    table.add_column(_("Reminder"), no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column(_("Status"), no_wrap=True)
     for entry in entries:
-        history = "\n".join(
-            " ".join(
+        table.add_row(
+            _short(entry.due_at, entry.timezone),
+            entry.label,
+            _(SHORT_KIND_TITLES[Kind(entry.kind)]),
+            entry.status,
+        )
+        if not history:
+            continue
+        for change in entry.history:
+            note = " ".join(
                 part
                 for part in (
-                    change.status,
-                    change.at.astimezone(ZoneInfo(entry.timezone)).strftime("%Y-%m-%d %H:%M"),
                     f"[{change.error_code}]" if change.error_code else "",
                     change.detail or "",
                 )
                 if part
             )
-            for change in entry.history
-        )
-        table.add_row(
-            _local(entry.due_at, entry.timezone),
-            entry.label,
-            _(KIND_TITLES[Kind(entry.kind)]),
-            entry.status,
-            history,
-        )
+            table.add_row(
+                f"  {_short(change.at, entry.timezone)}",
+                "",
+                f"  {note}" if note else "",
+                change.status,
+                style="dim",
+            )
     Console(highlight=False).print(table)

@@ -256,6 +256,7 @@ def run_command() -> None:
 
     from bot import logs
     from bot.app import DatabaseNotMigrated, serve
+    from bot.web.server import CannotListen
     from scheduler.clock import SystemClock
 
     config = common.settings()
@@ -272,7 +273,7 @@ def run_command() -> None:
         serve(config, SystemClock())
     except InvalidToken:
         raise click.UsageError(_("TELEGRAM_BOT_TOKEN was rejected by Telegram.")) from None
-    except DatabaseNotMigrated as error:
+    except (DatabaseNotMigrated, CannotListen) as error:
         raise click.UsageError(str(error)) from None
     except NetworkError as error:
         raise common.Unreachable(

@@ -394,6 +394,8 @@ def staff_help(role: Role, tr: Translator) -> str:
     lines = [
         tr.gettext("Staff commands:"),
         tr.gettext("/deliveries [LABEL] [STATUS]: the delivery log"),
+        # TRANSLATORS: keep "/web" as it is.
+        tr.gettext("/web: a sign-in link to the web console"),
         # TRANSLATORS: keep "/timezone" as it is; ZONE may be translated.
         tr.gettext("/timezone ZONE: the time zone you see times in"),
     ]

@@ -1,4 +1,4 @@
-"""Staff and admins: the delivery log and staff roles."""
+"""Staff and admins: the delivery log, the web console's sign-in link and staff roles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.error import BadRequest
 from telegram.ext import CallbackQueryHandler, CommandHandler
 
@@ -20,7 +20,7 @@ from bot.context import BotContext
 from bot.handlers.common import PRIVATE, Handlers, reply, user_translator, viewer_zone, when
 from bot.i18n import Translator
 from bot.texts import KIND_TITLES, MEMBERSHIP, team_line
-from scheduler import store, teams
+from scheduler import store, teams, web_access
 from scheduler.deliveries import DeliveryEntry, StatusChange, count_deliveries, delivery_log
 from scheduler.errors import N_, ValidationError
 from scheduler.protocol import Kind
@@ -502,10 +502,44 @@ async def team(update: Update, context: BotContext) -> None:
     await reply(update, text)
 
 
+# --- /web --------------------------------------------------------------------------------
+
+
+@requires(Role.STAFF)
+async def web(update: Update, context: BotContext) -> None:
+    """``/web``: a link that signs in to the web console, once, within ten minutes."""
+    user = update.effective_user
+    assert user is not None
+    tr = user_translator(user, context)
+    public_url = context.settings.public_url
+    if not public_url:
+        await reply(
+            update,
+            # TRANSLATORS: keep REMINDBOT_PUBLIC_URL as it is.
+            tr.gettext(
+                "The web console is not set up. The operator sets REMINDBOT_PUBLIC_URL to "
+                "the address it is served at."
+            ),
+        )
+        return
+    now = context.clock.now()
+    async with context.sessions.begin() as session:
+        token = await web_access.issue_login(session, user_id=user.id, now=now)
+        store.audit(session, actor=f"user:{user.id}", action="web.link", target=None, now=now)
+    link = f"{public_url.rstrip('/')}/login?token={token}"
+    text = tr.gettext(
+        "Your sign-in link to the web console. It works once, within 10 minutes; do not "
+        "pass it on:\n%(link)s"
+    ) % {"link": link}
+    # No preview: fetching it would use the link up before the staff member could.
+    await reply(update, text, link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+
 def handlers() -> Handlers:
     """The staff commands and buttons."""
     return [
         CommandHandler("deliveries", deliveries, filters=PRIVATE),
+        CommandHandler("web", web, filters=PRIVATE),
         CallbackQueryHandler(deliveries_page, pattern=f"^({PAGE_PREFIX}|{FILTER_PREFIX})"),
         CommandHandler("grant", grant, filters=PRIVATE),
         CommandHandler("revoke", revoke, filters=PRIVATE),

@@ -330,6 +330,14 @@ MATRIX = (
         allowed("Deliveries due so far, newest first: 1–1 of 1\nFilter: patient MS-001"),
     ),
     row(
+        "/web",
+        DENIED,
+        DENIED,
+        allowed("The web console is not set up."),
+        allowed("The web console is not set up."),
+        allowed("The web console is not set up."),
+    ),
+    row(
         "/forget MS-002",
         DENIED,
         DENIED,

@@ -3,12 +3,13 @@
 import asyncio
 import csv
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.cli import main
+from bot.cli import common, main
 from bot.settings import load_settings
 from scheduler.db import create_engine
 from scheduler.models import AuditEvent, Course, Invite, Patient, Reminder, StaffUser
@@ -444,3 +445,131 @@ def test_forget_from_the_command_line(capsys: pytest.CaptureFixture[str], workdi
     assert count(Reminder, workdir) == 0
     code, _, err = run(["forget", "MS-001", "--yes"], capsys)
     assert (code, err) == (2, "remindbot: No patient has the label MS-001.\n")
+
+
+ENROLLED_AT = datetime(2026, 3, 10, 8, tzinfo=UTC)
+STOPPED_AT = ENROLLED_AT + timedelta(days=30)
+LONG_LABEL = "NORTH-CLINIC-000123"
+
+
+def withdraw(workdir: Path, label: str, now: datetime) -> None:
+    from scheduler import store
+    from scheduler.db import session_factory
+
+    async def stop() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'remindbot.db'}")
+        try:
+            async with session_factory(engine).begin() as session:
+                patient = await store.patient_by_label(session, label=label)
+                assert patient is not None
+                await store.withdraw(session, patient_id=patient.id, actor="test", now=now)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(stop())
+
+
+def test_deliveries_default_to_the_last_weeks_activity(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a /stop the cancelled reminders show at once, whatever their due date."""
+    monkeypatch.setattr(common, "now", lambda: ENROLLED_AT)
+    assert run([*ENROLL, "--course", "2027-01-04"], capsys)[0] == 0
+    code, out, _ = run(["deliveries", "--format", "json"], capsys)
+    skipped = json.loads(out)
+    assert skipped
+    assert {entry["status"] for entry in skipped} == {"skipped"}
+
+    withdraw(workdir, "MS-001", STOPPED_AT)
+    monkeypatch.setattr(common, "now", lambda: STOPPED_AT)
+    code, out, err = run(["deliveries", "--format", "json"], capsys)
+    assert (code, err) == (0, "")
+    recent = json.loads(out)
+    # Every reminder still to go was cancelled, future ones included; the skipped ones of
+    # a month ago are not activity of this week.
+    assert len(recent) > 60
+    assert {entry["status"] for entry in recent} == {"cancelled"}
+    assert max(entry["due"] for entry in recent) > "2030-"
+    everything = json.loads(
+        run(["deliveries", "--format", "json", "--active-days", "0"], capsys)[1]
+    )
+    assert len(everything) == len(recent) + len(skipped)
+    month = json.loads(run(["deliveries", "--format", "json", "--active-days", "31"], capsys)[1])
+    assert len(month) == len(everything)
+    # --since/--until still filter by the due day, within the activity window.
+    code, out, _ = run(
+        ["deliveries", "--format", "json", "--since", "2027-01-01", "--until", "2027-01-31"],
+        capsys,
+    )
+    assert {entry["due"][:7] for entry in json.loads(out)} == {"2027-01"}
+    code, _, err = run(["deliveries", "--active-days", "-1"], capsys)
+    assert code == 2
+    assert "--active-days" in err
+
+
+def test_deliveries_table_stays_readable_at_80_columns(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common, "now", lambda: ENROLLED_AT)
+    monkeypatch.setenv("COLUMNS", "80")
+    enroll = [*ENROLL[:2], LONG_LABEL, *ENROLL[3:], "--course", "2027-01-04"]
+    assert run(enroll, capsys)[0] == 0
+    withdraw(workdir, LONG_LABEL, STOPPED_AT)
+    monkeypatch.setattr(common, "now", lambda: STOPPED_AT)
+
+    code, out, _ = run(["deliveries", "--limit", "5"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # A title, a header and one line per reminder: no cell wraps.
+    assert lines[0].startswith("Delivery log: the newest 5 of ")
+    assert lines[1].split() == ["Due", "(local)", "Patient", "Reminder", "Status"]
+    rows = lines[2:]
+    assert len(rows) == 5
+    assert all(LONG_LABEL in row and row.rstrip().endswith("cancelled") for row in rows)
+    assert rows[0].startswith("2031-01-06 09:00")
+    assert "Monitoring end" in rows[0]
+    assert "History" not in out
+
+    code, out, _ = run(["deliveries", "--limit", "2", "--history"], capsys)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # Under each reminder, its changes: when (local), what, and the status.
+    assert len(lines[2:]) == 4
+    assert all(line.rstrip().endswith("cancelled") for line in lines[2:])
+    assert [LONG_LABEL in line for line in lines[2:]] == [True, False, True, False]
+    assert any("consent withdrawn" in line for line in lines[2:])
+    assert any(line.startswith("  2026-04-09 10:00") for line in lines[2:])
+
+
+def test_deliveries_csv_is_what_the_console_downloads(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from bot.cli.deliveries import Filters, collect, write_csv
+    from scheduler import teams
+    from scheduler.db import session_factory
+
+    monkeypatch.setattr(common, "now", lambda: ENROLLED_AT)
+    assert run([*ENROLL[:1], "--label=-A1", *ENROLL[3:]], capsys)[0] == 0
+    code, out, _ = run(["deliveries", "--format", "csv", "--kind", "labs_monthly"], capsys)
+    assert code == 0
+
+    async def written() -> str:
+        engine = create_engine(f"sqlite+aiosqlite:///{workdir / 'remindbot.db'}")
+        try:
+            filters = Filters(
+                kind="labs_monthly", active_since=ENROLLED_AT - timedelta(days=7), now=ENROLLED_AT
+            )
+            entries, _total = await collect(
+                session_factory(engine), scope=teams.EVERY_TEAM, filters=filters
+            )
+        finally:
+            await engine.dispose()
+        text = io.StringIO()
+        write_csv(entries, text)
+        return text.getvalue()
+
+    assert asyncio.run(written()) == out
+    assert ",'-A1,labs_monthly," in out

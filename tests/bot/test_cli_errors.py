@@ -248,7 +248,7 @@ async def _run(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
             **os.environ,
             "PTB_TIMEDELTA": "1",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-            "REMINDBOT_HEALTH_PORT": "0",
+            "REMINDBOT_HTTP_PORT": "0",
             **env,
         },
         stdout=asyncio.subprocess.PIPE,

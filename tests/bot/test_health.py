@@ -10,8 +10,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.health import HealthServer
+from bot.context import Services
+from bot.web.server import WebServer
 from scheduler.db import create_engine, migrate, session_factory
 from scheduler.dispatcher import Delivery, Dispatcher, Outcome, Result
 from tests.conftest import POSTGRES_URL, skip_or_fail
@@ -84,6 +86,14 @@ async def proxied() -> AsyncIterator[tuple[TcpProxy, str]]:
     await admin.dispose()
 
 
+def health_server(
+    sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher, clock: FixedClock
+) -> WebServer:
+    """The web server without a Telegram application: no webhook, no console."""
+    services = Services(sessions=sessions, clock=clock, dispatcher=dispatcher)
+    return WebServer(services, tick_seconds=5, port=0, console=False)
+
+
 async def get(port: int, path: str) -> tuple[int, str]:
     async with (
         aiohttp.ClientSession() as client,
@@ -112,7 +122,7 @@ async def test_health_fails_while_the_database_is_down_and_recovers(
             clock=clock,
             late_window=timedelta(hours=72),
         )
-        server = HealthServer(sessions, dispatcher, clock, tick_seconds=5, port=0)
+        server = health_server(sessions, dispatcher, clock)
         await server.start()
         try:
             status, body = await get(server.port, "/healthz")
@@ -164,7 +174,7 @@ async def test_metrics_parse_and_move_when_reminders_are_sent(sessions: object, 
     dispatcher = Dispatcher(
         sessions=typed, sender=RecordingSender(), clock=clock, late_window=timedelta(hours=72)
     )
-    server = HealthServer(typed, dispatcher, clock, tick_seconds=5, port=0)
+    server = health_server(typed, dispatcher, clock)
     await server.start()
     try:
         status, body = await get(server.port, "/metrics")
@@ -222,7 +232,7 @@ async def test_an_alert_that_found_nobody_is_reported_not_failing(
         sessions=typed, sender=RecordingSender(), clock=clock, late_window=timedelta(hours=72)
     )
     await dispatcher.tick()
-    server = HealthServer(typed, dispatcher, clock, tick_seconds=5, port=0)
+    server = health_server(typed, dispatcher, clock)
     await server.start()
     try:
         status, body = await get(server.port, "/healthz")

@@ -67,13 +67,16 @@ async def test_menus_and_descriptions_in_every_language_and_role(harness: Harnes
     assert len(api.descriptions["short_description", "ar"]) <= 120
 
     coordinator = api.commands_for(chat(COORA))
-    assert names(coordinator)[:3] == ["deliveries", "timezone", "help"]
+    assert names(coordinator)[:4] == ["deliveries", "web", "timezone", "help"]
     assert "grant" not in names(coordinator)
     assert coordinator[0]["description"] == translator("ru").gettext("the delivery log")
     assert coordinator[0]["description"] != "the delivery log"
-    assert names(api.commands_for(chat(SAM))) == ["deliveries", "timezone", "help"]
+    assert names(api.commands_for(chat(SAM))) == ["deliveries", "web", "timezone", "help"]
     assert api.commands_for(chat(SAM))[0]["description"] == translator("ar").gettext(
         "the delivery log"
+    )
+    assert api.commands_for(chat(SAM))[1]["description"] == translator("ar").gettext(
+        "a sign-in link to the web console"
     )
     admin = names(api.commands_for(chat(ADMIN)))
     assert admin[-3:] == ["grant", "revoke", "team"]
@@ -90,7 +93,7 @@ async def test_staff_menus_follow_role_changes(harness: Harness) -> None:
     assert text(granted) == f"User {COORA.id} is now coordinator."
     assert "enroll" in names(api.commands_for(chat(COORA)))
     [granted] = await harness.say(ADMIN, f"/grant {COORA.id} staff")
-    assert names(api.commands_for(chat(COORA))) == ["deliveries", "timezone", "help"]
+    assert names(api.commands_for(chat(COORA))) == ["deliveries", "web", "timezone", "help"]
     [revoked] = await harness.say(ADMIN, f"/revoke {COORA.id}")
     assert text(revoked) == f"User {COORA.id} no longer has a staff role."
     assert api.commands_for(chat(COORA)) == []  # back to the patients' menu
@@ -102,7 +105,7 @@ async def test_staff_menus_follow_role_changes(harness: Harness) -> None:
             session, user_id=SAM.id, role=Role.STAFF, actor="cli", now=harness.clock.now()
         )
     await menus_.sync()
-    assert names(api.commands_for(chat(SAM))) == ["deliveries", "timezone", "help"]
+    assert names(api.commands_for(chat(SAM))) == ["deliveries", "web", "timezone", "help"]
     async with harness.sessions.begin() as session:
         await store.revoke(session, user_id=SAM.id, actor="cli", now=harness.clock.now())
     fresh = menus.MenuSync(harness.app.bot, harness.sessions, default_locale="en")

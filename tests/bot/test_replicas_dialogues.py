@@ -200,9 +200,8 @@ async def test_two_webhook_replicas_take_turns_at_one_enrolment(
                 "REMINDBOT_TICK_SECONDS": "300",
                 "REMINDBOT_WEBHOOK_URL": url,
                 "REMINDBOT_WEBHOOK_SECRET": "s3cret-token",
-                "REMINDBOT_WEBHOOK_LISTEN": "127.0.0.1",
-                "REMINDBOT_WEBHOOK_PORT": str(port),
-                "REMINDBOT_HEALTH_PORT": "0",
+                "REMINDBOT_HTTP_LISTEN": "127.0.0.1",
+                "REMINDBOT_HTTP_PORT": str(port),
             }
 
         async with remindbot_run(env(ports[0])) as first, remindbot_run(env(ports[1])) as second:

@@ -192,7 +192,7 @@ async def test_one_replica_polls_and_another_takes_over_when_it_is_killed(
         api,
         tmp_path / "unused.db",
         DATABASE_URL=url,
-        REMINDBOT_HEALTH_PORT="0",
+        REMINDBOT_HTTP_PORT="0",
         REMINDBOT_TICK_SECONDS="1",
         REMINDBOT_LOG_LEVEL="INFO",
     )

@@ -29,6 +29,11 @@ from tests.fake_bot_api import ApiCall, FakeBotApi
 REMINDERS = 850
 FIRST_CHAT = 40_000
 KILL_AFTER = 250  # sends, once every replica sends
+# The bots' rate, below the server's 30 per second: unshared, three replicas would send 60
+# per second and be refused at once, while a busy test machine's delays (sends bunched on
+# their way to the server) cannot turn a shared 20 into 30. bench/replicas_bench.py measures
+# the replicas at the server's own limit.
+RATE = 20
 
 
 @pytest.fixture
@@ -116,10 +121,10 @@ async def replica(api: FakeBotApi, url: str, n: int, log: Path) -> asyncio.subpr
         "DATABASE_URL": url,
         "REMINDBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
         "REMINDBOT_WEBHOOK_SECRET": "replicas-secret",
-        "REMINDBOT_WEBHOOK_LISTEN": "127.0.0.1",
-        "REMINDBOT_WEBHOOK_PORT": str(port),
+        "REMINDBOT_HTTP_LISTEN": "127.0.0.1",
+        "REMINDBOT_HTTP_PORT": str(port),
         "REMINDBOT_TICK_SECONDS": "1",
-        "REMINDBOT_HEALTH_PORT": "0",
+        "REMINDBOT_RATE_LIMIT": str(RATE),
         "REMINDBOT_LOG_LEVEL": "WARNING",
     }
     with log.open("wb") as errors:
@@ -209,5 +214,5 @@ async def test_replicas_keep_the_bots_limits_and_take_over_a_killed_ones_share(
     taken_back = killed_at + (DEAD_AFTER + BEAT_EVERY).total_seconds() + 2
     meanwhile = per_second(theirs, killed_at + 2, killed_at + 12)
     after = per_second(theirs, taken_back, taken_back + 4)
-    assert meanwhile < 22
+    assert meanwhile < RATE * 2 / 3 + 1
     assert after > 1.25 * meanwhile

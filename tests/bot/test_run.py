@@ -55,6 +55,7 @@ def bot_env(api: FakeBotApi, database: Path, **extra: str) -> dict[str, str]:
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "TELEGRAM_API_BASE_URL": api.base_url,
         "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "REMINDBOT_HTTP_PORT": "0",  # any free port: tests run side by side
         **extra,
     }
 
@@ -162,8 +163,8 @@ async def test_webhook_mode_checks_the_secret(fake_bot_api: FakeBotApi, tmp_path
         tmp_path / "bot.db",
         REMINDBOT_WEBHOOK_URL=url,
         REMINDBOT_WEBHOOK_SECRET="s3cret-token",
-        REMINDBOT_WEBHOOK_LISTEN="127.0.0.1",
-        REMINDBOT_WEBHOOK_PORT=str(port),
+        REMINDBOT_HTTP_LISTEN="127.0.0.1",
+        REMINDBOT_HTTP_PORT=str(port),
     )
     async with remindbot_run(env) as process:
         call = await fake_bot_api.wait_for("setWebhook", timeout=20)

@@ -1,15 +1,19 @@
 """/deliveries, /grant and /revoke through the fake Bot API with PTB's real HTTP stack."""
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select, update
 
 from bot.i18n import negotiate, translator
+from bot.web import console
 from scheduler import patient_data, store
-from scheduler.models import AuditEvent, DeliveryEvent, Reminder
+from scheduler.models import AuditEvent, DeliveryEvent, Reminder, WebLogin
 from scheduler.statuses import ReminderStatus, Role
 from tests.bot.conftest import ADMIN, Harness
 from tests.fake_bot_api import FakeUser, SentMessage
@@ -511,3 +515,63 @@ async def test_a_sent_reminder_keeps_its_due_instant_when_the_patient_moves(
     [planned] = await log.say(SAM, "/deliveries MS-002 planned")
     assert f"; patient's time: December 29, 2025, {NINE} (Tokyo)" in text_of(planned)
     assert "Berlin" not in text_of(planned)
+
+
+# --- /web ----------------------------------------------------------------------------------
+
+WEB_LINK = re.compile(r"https://console\.example\.org/login\?token=([A-Za-z0-9_-]+)$")
+
+
+async def test_web_sends_a_one_time_sign_in_link(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harness.settings, "public_url", "https://console.example.org/")
+    await harness.grant(SAM, Role.STAFF)
+
+    [answer] = await harness.say(SAM, "/web")
+
+    found = WEB_LINK.search(text_of(answer))
+    assert found is not None, text_of(answer)
+    assert "10 minutes" in text_of(answer)
+    assert answer.params["link_preview_options"] == {"is_disabled": True}
+    token = found.group(1)
+    # The link opens the console of the same services, once.
+    app = web.Application()
+    console.install(app, harness.app.bot_data, pages=[])
+    async with TestClient(TestServer(app)) as client:
+        opened = await client.get(f"/login?token={token}", allow_redirects=False)
+        assert opened.status == 303
+        assert console.COOKIE in opened.cookies
+        again = await client.get(f"/login?token={token}", allow_redirects=False)
+        assert again.status == 403
+    async with harness.sessions() as session:
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.action == "web.link"))
+        ).all()
+    assert [(event.actor, event.target) for event in events] == [(f"user:{SAM.id}", None)]
+    assert token not in str([(e.actor, e.action, e.target, e.detail) for e in events])
+
+
+async def test_web_is_for_staff_only(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness.settings, "public_url", "https://console.example.org")
+
+    [answer] = await harness.say(MALLORY, "/web")
+
+    assert text_of(answer) == NOT_AVAILABLE
+    async with harness.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(WebLogin)) == 0
+
+
+async def test_web_without_a_public_url_issues_nothing(harness: Harness) -> None:
+    assert harness.settings.public_url is None
+    await harness.grant(ANNA, Role.COORDINATOR)
+
+    [answer] = await harness.say(ANNA, "/web")
+
+    tr = translator(negotiate(ANNA.language_code, default="en"))
+    assert text_of(answer) == tr.gettext(
+        "The web console is not set up. The operator sets REMINDBOT_PUBLIC_URL to "
+        "the address it is served at."
+    )
+    async with harness.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(WebLogin)) == 0

@@ -217,8 +217,8 @@ async def test_webhook_refuses_an_unreadable_update_without_logging_it(
         tmp_path / "bot.db",
         REMINDBOT_WEBHOOK_URL=url,
         REMINDBOT_WEBHOOK_SECRET=secret,
-        REMINDBOT_WEBHOOK_LISTEN="127.0.0.1",
-        REMINDBOT_WEBHOOK_PORT=str(port),
+        REMINDBOT_HTTP_LISTEN="127.0.0.1",
+        REMINDBOT_HTTP_PORT=str(port),
         REMINDBOT_LOG_LEVEL="DEBUG",
     )
     async with remindbot_run(env) as process:

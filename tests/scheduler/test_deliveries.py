@@ -345,3 +345,58 @@ async def test_label_filter_uses_the_patient_due_index(tmp_path: Path) -> None:
         await engine.dispose()
     assert "ix_reminder_patient_id_due_at (patient_id=?)" in details
     assert "TEMP B-TREE" not in details.upper()
+
+
+async def test_activity_shows_what_changed_or_fell_due_lately(sessions: Sessions) -> None:
+    ids = await fill(sessions)
+
+    async def check(expected: list[str], **filters: Any) -> None:
+        async with sessions() as session:
+            assert names(await delivery_log(session, **filters), ids) == expected
+            assert await count_deliveries(session, **filters) == len(expected)
+
+    # A status change at or after the instant (the thyroid's failure at 09:00, the labs'
+    # Done at 10:00), or due between it and now (ben); not a reminder still to come.
+    await check(
+        ["ben_labs_feb", "anna_thyroid_feb", "anna_labs_feb"], active_since=at(5, 9), now=NOW
+    )
+    # The cancellation of a January reminder on 1 February is activity of that day.
+    await check(
+        ["ben_labs_feb", "anna_thyroid_feb", "anna_labs_feb", "gone_labs_jan"],
+        active_since=at(1),
+        now=NOW,
+    )
+    await check(["ben_labs_feb"], active_since=at(6), now=NOW)
+    await check([], active_since=at(11), now=NOW)
+    # Without now, anything due from then on counts.
+    await check(["anna_labs_mar"], active_since=at(11))
+    # Together with the other filters.
+    await check(["anna_thyroid_feb"], active_since=at(1), now=NOW, status=S.FAILED)
+    await check(["anna_thyroid_feb", "anna_labs_feb"], active_since=at(1), now=NOW, label="MS-001")
+    await check(["anna_labs_feb"], active_since=at(5, 10), now=NOW, since=at(5), until=at(5, 9))
+    async with sessions() as session:
+        north = await teams.by_name(session, name="north")
+        theirs = teams.Scope(frozenset({north.id}))
+        log = await delivery_log(session, scope=theirs, active_since=at(1), now=NOW)
+    assert names(log, ids) == ["gone_labs_jan"]
+
+
+async def test_activity_filter_reads_two_index_ranges(tmp_path: Path) -> None:
+    """Recent events by ix_delivery_event_at, recently due reminders by
+    ix_reminder_due_at_id: never a scan of either table."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
+    try:
+        await migrate(engine)
+        async with session_factory(engine)() as session:
+            await session.execute(select(1))
+            with statements(engine) as seen:
+                await delivery_log(session, active_since=at(1), now=NOW, limit=50)
+            [(sql, parameters)] = seen
+            connection = await session.connection()
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)
+            details = " | ".join(str(row[-1]) for row in plan)
+    finally:
+        await engine.dispose()
+    assert "ix_delivery_event_at (at>?)" in details
+    assert "ix_reminder_due_at_id (due_at>? AND due_at<?)" in details
+    assert "SCAN delivery_event" not in details
