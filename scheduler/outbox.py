@@ -21,6 +21,10 @@ is named by the reminder's ``claim`` counter and the process that holds it
 (``scheduler.processes``) has its claims taken back, with "resent: claim abandoned" in the
 history, so staff can see the message may have arrived twice.
 
+Every status change (and every history row) of a reminder sets its ``changed_at`` to the
+change's instant; a new reminder starts with its ``created_at``. The delivery log's
+"activity since" reads it (``scheduler.deliveries``).
+
 Coordinator alerts have the same shape (queued → sending → sent / retrying / failed) in
 their own table and history.
 
@@ -43,9 +47,11 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     tuple_,
@@ -187,9 +193,12 @@ async def _change(
     """Set the status of the rows ``where`` selects to ``to`` (and ``values``), with their
     history rows; returns the ids that changed."""
     rows = queue.rows
+    values = dict(values or {})
+    if rows is Reminder:
+        values.setdefault("changed_at", now)  # the delivery log's "activity since"
     changed = list(
         await session.scalars(
-            update(rows).where(where).values(status=to, **(values or {})).returning(rows.id)
+            update(rows).where(where).values(status=to, **values).returning(rows.id)
         )
     )
     await _history(
@@ -252,6 +261,7 @@ def plan_rows(
             "ready_at": None,
             "attempts": 0,
             "created_at": now,
+            "changed_at": now,
         }
         for item in items
     ]
@@ -558,6 +568,7 @@ async def claim_due(
         .where(Reminder.id.in_([r.id for r in fresh]))
         .values(
             status=SENDING,
+            changed_at=now,
             ready_at=now + lease,
             attempts=Reminder.attempts + 1,
             claim=Reminder.claim + 1,
@@ -635,13 +646,15 @@ async def retry(
     detail: str | None,
     code: int | None,
 ) -> list[int]:
-    """Not sent this time: try again at ``at`` (the retry counts toward the budget)."""
+    """Not sent this time: try again at ``at`` (the retry counts toward the budget), if the
+    patient is still active: another message of theirs may have found them gone meanwhile
+    (``unqueue``), and ``queue`` takes it up again when they come back."""
     return await _move(
         session,
         _claims(claims),
         RETRYING,
         now,
-        values={"ready_at": at, "claimed_by": None},
+        values={"ready_at": _while_active(literal(at, UTCDateTime())), "claimed_by": None},
         detail=detail,
         code=code,
         repeatable=True,
@@ -677,16 +690,28 @@ async def fail(
     return failed
 
 
+def _while_active(ready_at: ColumnElement[datetime]) -> ColumnElement[datetime | None]:
+    """``ready_at`` for a reminder going back to the queue, or NULL if its patient is no
+    longer active (paused, unreachable, withdrawn while it was claimed): out of the queue,
+    as ``unqueue`` left the patient's other reminders."""
+    active = exists().where(
+        Patient.id == Reminder.patient_id, Patient.status == PatientStatus.ACTIVE
+    )
+    return case((active, ready_at), else_=null())
+
+
 async def release(session: AsyncSession, claims: Sequence[Claimed], *, now: datetime) -> int:
     """Claimed but not sent (the process stops): back to the queue, no attempt used."""
     if not claims:
         return 0
     # Back where it was in the queue: its intended time, not behind a backlog.
     values = {
-        "ready_at": case(
-            {claim.id: literal(claim.intended, UTCDateTime()) for claim in claims},
-            value=Reminder.id,
-            else_=literal(now, UTCDateTime()),
+        "ready_at": _while_active(
+            case(
+                {claim.id: literal(claim.intended, UTCDateTime()) for claim in claims},
+                value=Reminder.id,
+                else_=literal(now, UTCDateTime()),
+            )
         ),
         "attempts": Reminder.attempts - 1,
         "claimed_by": None,
@@ -772,7 +797,7 @@ async def reclaim(session: AsyncSession, *, process_ids: Sequence[int], now: dat
         and_(held, Reminder.pending.is_(None)),
         RETRYING,
         now,
-        values={"ready_at": _not_after(now), "claimed_by": None},
+        values={"ready_at": _while_active(_not_after(now)), "claimed_by": None},
         detail=ABANDONED,
     )
     again = await _move(
@@ -780,7 +805,7 @@ async def reclaim(session: AsyncSession, *, process_ids: Sequence[int], now: dat
         and_(held, Reminder.pending.is_not(None)),
         RETRYING,
         now,
-        values={"ready_at": now, "claimed_by": None},
+        values={"ready_at": _while_active(literal(now, UTCDateTime())), "claimed_by": None},
         detail=ABANDONED,
     )
     return len(first) + len(again)
@@ -954,7 +979,13 @@ async def follow_up(
         await session.execute(
             update(Reminder)
             .where(Reminder.id.in_(ids))
-            .values(followups=stage, ready_at=now, pending=Purpose.NUDGE.value, attempts=0)
+            .values(
+                followups=stage,
+                ready_at=now,
+                pending=Purpose.NUDGE.value,
+                attempts=0,
+                changed_at=now,  # a history row: activity in the delivery log
+            )
         )
         await _history(
             session, _REMINDER_ROWS, ids, SENT, now, detail=f"follow-up after {days} days queued"
@@ -967,7 +998,9 @@ async def follow_up(
         alert_chat_id=alert_chat_id,
         now=now,
     )
-    await session.execute(update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage))
+    await session.execute(
+        update(Reminder).where(Reminder.id.in_(ids)).values(followups=stage, changed_at=now)
+    )
     await _history(
         session,
         _REMINDER_ROWS,

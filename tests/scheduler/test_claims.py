@@ -7,10 +7,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from scheduler import outbox
+from scheduler import outbox, store
 from scheduler.db import is_sqlite, session_factory
 from scheduler.models import Reminder
 from scheduler.outbox import Claimed
@@ -215,3 +215,32 @@ async def test_a_claim_under_way_keeps_its_patients_from_another(
     after = await claim(other, 2, limit=10, postgres=True)
     assert after == []  # the first process's patients' newer reminders wait for it
     assert {c.patient_id for c in await claim(sessions, 1, limit=10, postgres=True)} == mine
+
+
+async def test_a_claim_going_back_to_the_queue_stays_out_of_it_once_the_patient_left(
+    sessions: async_sessionmaker[AsyncSession], db: AsyncEngine
+) -> None:
+    """One message of a patient finds them gone (blocked: unreachable) while others of
+    theirs are in flight: those, retried, released or taken back, stay out of the queue
+    until the patient is back."""
+    await add_due(sessions, patients=1, per_patient=3)
+    postgres = not is_sqlite(db)
+    first, second, third = await claim(sessions, 1, limit=3, postgres=postgres)
+    async with sessions.begin() as session:
+        patient_id = first.patient_id
+        assert await store.mark_unreachable(session, patient_id=patient_id, now=NOW)
+        await outbox.retry(
+            session, [first], at=NOW + timedelta(minutes=1), now=NOW, detail="5xx", code=500
+        )
+        await outbox.release(session, [second], now=NOW)
+        await session.execute(update(Reminder).where(Reminder.id == third.id).values(claimed_by=1))
+        await outbox.reclaim(session, process_ids=[1], now=NOW)
+    async with sessions() as session:
+        rows = (await session.execute(select(Reminder.status, Reminder.ready_at))).all()
+    assert {status for status, _ in rows} <= {"retrying", "planned"}
+    assert [ready_at for _, ready_at in rows] == [None, None, None]
+    # Back: every one of them waits for its time again.
+    async with sessions.begin() as session:
+        await store.resume(session, patient_id=patient_id, actor="test", now=NOW)
+    async with sessions() as session:
+        assert None not in set(await session.scalars(select(Reminder.ready_at)))
