@@ -193,12 +193,13 @@ PATIENT_COLUMNS = (
 REMINDERS = """
 INSERT INTO reminder (patient_id, kind, occurrence, local_date, due_at, about, course, status,
                       plan_version, ready_at, attempts, followups, created_at, claim,
-                      first_sent_at)
+                      first_sent_at, changed_at)
 SELECT p.id, t.kind, t.occurrence, t.local_date, t.due_at, t.about, t.course, f.status, 1,
        CASE WHEN f.status = 'planned' AND p.status = 'active' THEN t.due_at END,
        f.attempts, CASE WHEN f.status = 'sent' AND t.test THEN 3 ELSE 0 END, p.created_at,
        f.attempts,
-       CASE WHEN f.status IN ('sent', 'acknowledged') THEN t.due_at + interval '1 second' END
+       CASE WHEN f.status IN ('sent', 'acknowledged') THEN t.due_at + interval '1 second' END,
+       p.created_at
 FROM bench_patient b
 JOIN patient p ON p.id = b.id
 JOIN bench_item t ON t.template = b.template
@@ -268,6 +269,11 @@ ORDER BY at, reminder_id
 """
 
 AFTER_EVENTS = [
+    # As the outbox keeps it: the reminder's latest history row (else its creation).
+    """UPDATE reminder AS r SET changed_at = latest.at
+       FROM (SELECT reminder_id, max(at) AS at FROM delivery_event GROUP BY reminder_id)
+           AS latest
+       WHERE r.id = latest.reminder_id""",
     """INSERT INTO acknowledgement (reminder_id, action, at)
        SELECT reminder_id, 'done', at FROM delivery_event WHERE status = 'acknowledged'
        ORDER BY id""",

@@ -111,8 +111,9 @@ class AlertEntry:
     label: str
     team: str
     kind: str
-    # Who the recipient is to the patient (``alerts.Route``): never their chat id here.
-    route: str
+    # Who the recipient is to the patient (``alerts.Route``): never their chat id here;
+    # None when the alert found nobody to tell (no chat).
+    route: str | None
     reminder_kind: str | None
     day: date | None
     about: date | None
@@ -181,6 +182,7 @@ async def alert_log(
             CoordinatorAlert.status,
             CoordinatorAlert.created_at,
             CoordinatorAlert.sent_at,
+            CoordinatorAlert.chat_id.is_not(None),
         )
         .join(Patient, Patient.id == CoordinatorAlert.patient_id)
         .join(Team, Team.id == Patient.team_id)
@@ -202,7 +204,7 @@ def _alert_entry(row: Any, history: Sequence[StatusChange]) -> AlertEntry:
         label=label,
         team=team,
         kind=kind,
-        route=route,
+        route=route if row[12] else None,
         reminder_kind=reminder_kind,
         day=day,
         about=about,

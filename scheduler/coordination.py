@@ -54,6 +54,8 @@ CONFIRM_WITHIN: Final = timedelta(days=FOLLOW_UP_DAYS[-1])
 _UNDELIVERED: Final = frozenset({ReminderStatus.FAILED, ReminderStatus.EXPIRED})
 _NOT_ASKED: Final = frozenset({ReminderStatus.CANCELLED, ReminderStatus.SKIPPED})
 FLAGGED: Final = frozenset({PatientStatus.PAUSED, PatientStatus.UNREACHABLE})
+# Patients whose planned reminders will go out: active ones, and invited ones once they accept.
+_WILL_BE_SENT: Final = frozenset({PatientStatus.ACTIVE, PatientStatus.INVITED})
 
 
 class Outcome(StrEnum):
@@ -250,7 +252,8 @@ class PatientRow:
     status: str
     team: str
     timezone: str
-    # The next reminder still to be sent, due from now on (its due instant), if any.
+    # The next reminder still to be sent, due from now on (its due instant), if any; None
+    # for a patient nothing is sent to (paused, unreachable, withdrawn).
     next_due: datetime | None
     last_6_months: OnTime
     last_12_months: OnTime
@@ -313,16 +316,21 @@ async def console_patients(
     """The patients of ``scope`` (and of ``team_id``, which cannot widen it), with team,
     next reminder and adherence over the last 6 and 12 months; sorted by ``sort`` (ties
     by label), patients without a next reminder or without counted tests last."""
-    next_due = (
-        select(func.min(Reminder.due_at))
-        .where(
-            Reminder.patient_id == Patient.id,
-            Reminder.due_at >= now,
-            Reminder.status.in_(sorted(UNSENT)),
-            Reminder.first_sent_at.is_(None),
-        )
-        .correlate(Patient)
-        .scalar_subquery()
+    # Only active patients are sent reminders; an invited one is once they accept.
+    next_due = case(
+        (
+            Patient.status.in_(sorted(_WILL_BE_SENT)),
+            select(func.min(Reminder.due_at))
+            .where(
+                Reminder.patient_id == Patient.id,
+                Reminder.due_at >= now,
+                Reminder.status.in_(sorted(UNSENT)),
+                Reminder.first_sent_at.is_(None),
+            )
+            .correlate(Patient)
+            .scalar_subquery(),
+        ),
+        else_=None,
     )
     on_time_6, counted_6 = _on_time_columns(now, 6)
     on_time_12, counted_12 = _on_time_columns(now, 12)

@@ -9,9 +9,15 @@ costs two queries whatever its size: one for the reminders, one for their events
 
 "Activity since" (``active_since``) is what staff look at by default: a reminder whose
 status changed at or after that instant (a cancellation after ``/stop``, a failure, a
-Done), or that fell due between then and ``now``. It is the union of two index range
-scans, ``ix_delivery_event_at`` over the recent events and ``ix_reminder_due_at_id`` over
-the recently due reminders, so its cost follows the recent activity, not the table.
+Done: ``Reminder.changed_at``, which the outbox sets with every status change and history
+row), or that fell due between then and ``now``. That view is ordered by the latest
+change, newest first, so this week's failures come before far-future cancellations. It
+is two disjoint index ranges: ``ix_reminder_changed_at_id`` (or, with a status filter,
+``ix_reminder_status_changed_at_id``) over the recent changes, of which a page reads at
+most ``offset + limit`` in order, and ``ix_reminder_due_at_id`` over the reminders due
+lately and not changed since (read whole: a week of due reminders); its cost follows the
+recent activity, not the table. Reminders planned and untouched since are not activity:
+a new plan shows only as its reminders fall due.
 """
 
 from __future__ import annotations
@@ -21,17 +27,30 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CompoundSelect, and_, func, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import teams
 from scheduler.models import DeliveryEvent, Patient, Reminder
+from scheduler.statuses import ReminderStatus
 
 # Keeps the IN lists of the event query well under the drivers' bound-parameter limits.
 _CHUNK = 2000
 
 Position = tuple[datetime, int]
-"""Where an entry stands in the log: its due instant and reminder id (see ``after``)."""
+"""Where an entry stands in the log: its due instant (its latest change in the activity
+view) and reminder id (see ``after``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +84,16 @@ class DeliveryEntry:
     # The due date in the patient's zone, and when Telegram first accepted it (if ever).
     local_date: date | None = None
     first_sent_at: datetime | None = None
+    # When the status last changed; ``by_change``: listed in the activity view's order.
+    changed_at: datetime | None = None
+    by_change: bool = False
 
     @property
     def position(self) -> Position:
-        """Pass it as ``after`` to continue the log behind this entry."""
+        """Pass it as ``after`` (with the same filters) to continue the log behind this
+        entry."""
+        if self.by_change and self.changed_at is not None:
+            return (self.changed_at, self.reminder_id)
         return (self.due_at, self.reminder_id)
 
 
@@ -80,8 +105,6 @@ def _conditions(
     kind: str | None,
     since: datetime | None,
     until: datetime | None,
-    active_since: datetime | None = None,
-    now: datetime | None = None,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if scope.team_ids is not None:
@@ -100,19 +123,30 @@ def _conditions(
         conditions.append(Reminder.due_at >= since)
     if until is not None:
         conditions.append(Reminder.due_at < until)
-    if active_since is not None:
-        conditions.append(Reminder.id.in_(_active(active_since, now)))
     return conditions
 
 
-def _active(since: datetime, now: datetime | None) -> CompoundSelect[tuple[int]]:
-    """The ids of reminders with a status change at or after ``since``, or due between
-    ``since`` and ``now`` (inclusive; no upper bound without ``now``)."""
-    changed = select(DeliveryEvent.reminder_id).where(DeliveryEvent.at >= since)
-    due = select(Reminder.id).where(Reminder.due_at >= since)
+def _active(
+    conditions: list[ColumnElement[bool]], since: datetime, now: datetime | None
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
+    """The two disjoint parts of "activity since": a status change at or after ``since``;
+    not changed since, but due between ``since`` and ``now`` (inclusive; no upper bound
+    without ``now``).
+
+    A reminder planned and never changed since (its ``changed_at`` still its creation) has
+    had no status change: a new plan is not activity, as long as nothing happened to it."""
+    # ix_reminder_changed_at_id's predicate (``models.ACTIVITY_PREDICATE``), with the
+    # status as a literal: PostgreSQL then proves that the partial index applies, which it
+    # cannot with a bound parameter.
+    touched = or_(
+        Reminder.status != literal_column(f"'{ReminderStatus.PLANNED.value}'"),
+        Reminder.changed_at != Reminder.created_at,
+    )
+    changed = [*conditions, Reminder.changed_at >= since, touched]
+    due = [*conditions, Reminder.due_at >= since, or_(Reminder.changed_at < since, not_(touched))]
     if now is not None:
-        due = due.where(Reminder.due_at <= now)
-    return union(changed, due)
+        due.append(Reminder.due_at <= now)
+    return changed, due
 
 
 async def count_deliveries(
@@ -135,11 +169,16 @@ async def count_deliveries(
         kind=kind,
         since=since,
         until=until,
-        active_since=active_since,
-        now=now,
     )
-    query = select(func.count()).select_from(Reminder).where(*conditions)
-    return int(await session.scalar(query) or 0)
+    if active_since is None:
+        query = select(func.count()).select_from(Reminder).where(*conditions)
+        return int(await session.scalar(query) or 0)
+    # Two disjoint parts, each counted on its own index range.
+    total = 0
+    for part in _active(conditions, active_since, now):
+        query = select(func.count()).select_from(Reminder).where(*part)
+        total += int(await session.scalar(query) or 0)
+    return total
 
 
 async def delivery_log(
@@ -157,7 +196,8 @@ async def delivery_log(
     offset: int = 0,
     after: Position | None = None,
 ) -> list[DeliveryEntry]:
-    """Reminders with their full history, newest due first.
+    """Reminders with their full history, newest due first (with ``active_since``,
+    newest status change first).
 
     Filters: the teams of ``scope``, the patient's ``label``, the current ``status``, the
     ``kind``, the due instant with ``since <= due_at < until`` (aware datetimes), and
@@ -174,43 +214,97 @@ async def delivery_log(
         kind=kind,
         since=since,
         until=until,
-        active_since=active_since,
-        now=now,
     )
-    if after is not None:
-        due_at, reminder_id = after
-        conditions.append(
-            or_(
-                Reminder.due_at < due_at,
-                and_(Reminder.due_at == due_at, Reminder.id < reminder_id),
+    columns = (
+        Reminder.id,
+        Reminder.patient_id,
+        Patient.label,
+        Reminder.kind,
+        Reminder.occurrence,
+        Reminder.due_at,
+        Patient.timezone,
+        Reminder.status,
+        Reminder.attempts,
+        Reminder.local_date,
+        Reminder.first_sent_at,
+        Reminder.changed_at,
+    )
+    query: Select[*tuple[Any, ...]]
+    if active_since is not None:
+        query = _by_change(
+            columns, conditions, active_since, now, limit=limit, offset=offset, after=after
+        )
+    else:
+        if after is not None:
+            due_at, reminder_id = after
+            conditions.append(
+                or_(
+                    Reminder.due_at < due_at,
+                    and_(Reminder.due_at == due_at, Reminder.id < reminder_id),
+                )
             )
+        query = (
+            select(*columns)
+            .join(Patient, Patient.id == Reminder.patient_id)
+            .where(*conditions)
+            .order_by(Reminder.due_at.desc(), Reminder.id.desc())
+            .offset(offset)
+            .limit(limit)
         )
-    query = (
-        select(
-            Reminder.id,
-            Reminder.patient_id,
-            Patient.label,
-            Reminder.kind,
-            Reminder.occurrence,
-            Reminder.due_at,
-            Patient.timezone,
-            Reminder.status,
-            Reminder.attempts,
-            Reminder.local_date,
-            Reminder.first_sent_at,
-        )
+    rows = (await session.execute(query)).all()
+    histories = await _histories(session, [row.id for row in rows])
+    by_change = active_since is not None
+    return [_entry(row, histories.get(row.id, ()), by_change) for row in rows]
+
+
+def _by_change(
+    columns: Sequence[Any],
+    conditions: list[ColumnElement[bool]],
+    active_since: datetime,
+    now: datetime | None,
+    *,
+    limit: int | None,
+    offset: int,
+    after: Position | None,
+) -> Select[*tuple[Any, ...]]:
+    """The activity view, newest change first: the first ``offset + limit`` recent changes
+    (an index range read in order) and the recently due reminders not changed since (a
+    range of the due index), then the page of those."""
+    parts = []
+    changed, due = _active(conditions, active_since, now)
+    for part in (changed, due):
+        if after is not None:
+            # A row comparison: an index range bound on PostgreSQL, not a filter.
+            part.append(tuple_(Reminder.changed_at, Reminder.id) < tuple_(*after))
+    # The recent changes in order, as far as the page goes (a backward read of the index).
+    ordered = (
+        select(Reminder.id.label("id"), Reminder.changed_at.label("changed_at"))
+        .where(*changed)
+        .order_by(Reminder.changed_at.desc(), Reminder.id.desc())
+        .limit(None if limit is None else offset + limit)
+        .subquery()
+    )
+    # SQLite takes no ORDER BY/LIMIT inside a compound SELECT: a subquery.
+    parts.append(select(ordered.c.id, ordered.c.changed_at))
+    # Those due lately, not changed since: all of the due range, unordered, so that no
+    # ordered read of another index (a status's, scanned to its end when few match)
+    # stands in for that bounded range.
+    parts.append(
+        select(Reminder.id.label("id"), Reminder.changed_at.label("changed_at")).where(*due)
+    )
+    ids = union_all(*parts).subquery("active")
+    return (
+        select(*columns)
+        .select_from(ids)
+        .join(Reminder, Reminder.id == ids.c.id)
         .join(Patient, Patient.id == Reminder.patient_id)
-        .where(*conditions)
-        .order_by(Reminder.due_at.desc(), Reminder.id.desc())
+        .order_by(ids.c.changed_at.desc(), ids.c.id.desc())
         .offset(offset)
         .limit(limit)
     )
-    rows = (await session.execute(query)).all()
-    histories = await _histories(session, [row.id for row in rows])
-    return [_entry(row, histories.get(row.id, ())) for row in rows]
 
 
-def _entry(row: Any, history: Sequence[StatusChange]) -> DeliveryEntry:
+def _entry(row: Any, history: Sequence[StatusChange], by_change: bool = False) -> DeliveryEntry:
     return DeliveryEntry(
         reminder_id=row.id,
         patient_id=row.patient_id,
@@ -224,6 +318,8 @@ def _entry(row: Any, history: Sequence[StatusChange]) -> DeliveryEntry:
         history=tuple(history),
         local_date=row.local_date,
         first_sent_at=row.first_sent_at,
+        changed_at=row.changed_at,
+        by_change=by_change,
     )
 
 

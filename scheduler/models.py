@@ -45,6 +45,12 @@ def follow_up_predicate(table: str = "") -> str:
 FOLLOW_UP_PREDICATE = follow_up_predicate()
 
 
+# Reminders that have had a status change: all but those planned and untouched since
+# (``changed_at`` still their creation). ``ix_reminder_changed_at_id``'s predicate, which
+# the delivery log repeats with the status as a literal (see ``follow_up_predicate``).
+ACTIVITY_PREDICATE = "status != 'planned' OR changed_at != created_at"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware datetime stored in UTC; SQLite keeps no offset, so it is restored on read."""
 
@@ -151,6 +157,11 @@ class Invite(Base):
     revoked_at: Mapped[datetime | None]
 
 
+def _created_at(context: Any) -> Any:
+    """A new reminder's ``changed_at``: its ``created_at``."""
+    return context.get_current_parameters()["created_at"]
+
+
 class Reminder(Base):
     """One planned reminder: the outbox row the dispatcher claims and sends."""
 
@@ -162,6 +173,18 @@ class Reminder(Base):
         Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
         # The delivery log, newest or oldest first, without a patient filter.
         Index("ix_reminder_due_at_id", "due_at", "id"),
+        # Its activity view, newest status change first, with or without a status filter;
+        # partial, without the reminders of new plans that nothing happened to yet; with
+        # the patient, so a team's view reads the index only.
+        Index(
+            "ix_reminder_changed_at_id",
+            "changed_at",
+            "id",
+            "patient_id",
+            postgresql_where=text(ACTIVITY_PREDICATE),
+            sqlite_where=text(ACTIVITY_PREDICATE),
+        ),
+        Index("ix_reminder_status_changed_at_id", "status", "changed_at", "id"),
         # The follow-up sweep: sent test reminders that may still need a nudge or an alert.
         # Partial, so its cost follows the few such rows, not the size of the table.
         Index(
@@ -192,6 +215,9 @@ class Reminder(Base):
     # 7 days, 3 the coordinator alert after 10 days.
     followups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
+    # When the status last changed (set by the outbox with each change); at first, when
+    # the row was made.
+    changed_at: Mapped[datetime] = mapped_column(default=_created_at)
     # What the queued send is (``sending.Purpose``): NULL, the reminder itself; "again",
     # postponed by the patient; "nudge", a follow-up.
     pending: Mapped[str | None] = mapped_column(String(8))
@@ -237,7 +263,11 @@ class CoordinatorAlert(Base):
     without a chat, which ``doctor`` and ``/healthz`` report."""
 
     __tablename__ = "alert"
-    __table_args__ = (Index("ix_alert_ready_at", "ready_at"),)
+    __table_args__ = (
+        Index("ix_alert_ready_at", "ready_at"),
+        # The alerts list, newest first.
+        Index("ix_alert_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))

@@ -3,13 +3,21 @@
 Each server has a registry of its own (several servers can live in one process, as in the
 tests): the process and Python series, the dispatcher's counters since the start, two
 histograms (due→sent latency of reminders, Telegram request durations), and gauges read
-from the database at scrape time. No series carries personal data: statuses, kinds and Bot
-API method names only.
+from the database. No series carries personal data: statuses, kinds and Bot API method
+names only.
+
+The database gauges are read by the web server in the background (``Metrics.run``: at the
+start, then every ``REFRESH_SECONDS``) and served from memory: a scrape never waits on the
+database, whose counts over a large clinic take seconds. ``remindbot_metrics_age_seconds``
+says how old they are, and ``remindbot_database_up`` whether the last read succeeded
+(while it fails, the last counts read are served, with ``remindbot_database_up 0``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +47,13 @@ from scheduler.statuses import AlertStatus, PatientStatus, ReminderStatus
 # dashboard of ours reads, doubling the exposition.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
-DATABASE_TIMEOUT: Final = 3.0  # seconds a scrape waits for the database
+log = logging.getLogger(__name__)
+
+DATABASE_TIMEOUT: Final = 3.0  # seconds /healthz waits for the database
+# Seconds a read of the gauges may take: it runs in the background, so a count over
+# millions of reminders may take its time; a database that does not answer is down.
+REFRESH_TIMEOUT: Final = 20.0
+REFRESH_SECONDS: Final = 30.0  # how often the database gauges are read
 CONTENT_TYPE: Final = prometheus_client.CONTENT_TYPE_LATEST
 # From "on time" to the end of the late window (72 hours by default).
 LATENCY_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
@@ -60,8 +74,8 @@ class DatabaseCounts:
 
 async def read_counts(sessions: async_sessionmaker[AsyncSession], now: datetime) -> DatabaseCounts:
     """Counts by status and the age of the oldest reminder waiting; raises when the
-    database does not answer within ``DATABASE_TIMEOUT``."""
-    async with asyncio.timeout(DATABASE_TIMEOUT), reading(sessions) as session:
+    database does not answer within ``REFRESH_TIMEOUT``."""
+    async with asyncio.timeout(REFRESH_TIMEOUT), reading(sessions) as session:
 
         async def by_status(column: InstrumentedAttribute[str]) -> dict[str, int]:
             rows = await session.execute(select(column, func.count()).group_by(column))
@@ -79,14 +93,33 @@ async def read_counts(sessions: async_sessionmaker[AsyncSession], now: datetime)
 
 
 class DatabaseCollector(Collector):
-    """The gauges from the database, as read by the scrape under way (``Metrics.scrape``
-    reads them, then renders the registry at once, with no await in between)."""
+    """The gauges from the database, as last read by ``Metrics.refresh``; whether that
+    read succeeded, and the age of the counts (monotonic seconds)."""
 
     def __init__(self) -> None:
         self.counts: DatabaseCounts | None = None
+        self.read_at: float | None = None  # time.monotonic() of the counts
+        self.up: bool | None = None  # None: not read yet
 
     def collect(self) -> Iterable[Metric]:
-        return [] if self.counts is None else list(self._families(self.counts))
+        families = [] if self.counts is None else list(self._families(self.counts))
+        if self.up is not None:
+            families.append(
+                GaugeMetricFamily(
+                    "remindbot_database_up",
+                    "1 when the last read of the database gauges succeeded, else 0.",
+                    value=1 if self.up else 0,
+                )
+            )
+        if self.read_at is not None:
+            families.append(
+                GaugeMetricFamily(
+                    "remindbot_metrics_age_seconds",
+                    "Seconds since the database gauges were read.",
+                    value=round(time.monotonic() - self.read_at, 3),
+                )
+            )
+        return families
 
     @staticmethod
     def _families(counts: DatabaseCounts) -> Iterator[Metric]:
@@ -209,11 +242,27 @@ class Metrics:
             method = "other"
         self.telegram_duration.labels(method).observe(seconds)
 
-    async def scrape(self) -> bytes:
-        """The exposition; raises when the database does not answer in time."""
-        counts = await read_counts(self.sessions, self.clock.now())
-        self.database.counts = counts
+    async def refresh(self) -> bool:
+        """Read the database gauges; on failure keep the last ones and mark the database
+        down. Returns whether the read succeeded."""
         try:
-            return prometheus_client.generate_latest(self.registry)
-        finally:
-            self.database.counts = None
+            counts = await read_counts(self.sessions, self.clock.now())
+        except Exception as error:  # the database is down or too slow: say so, go on
+            if self.database.up is not False:
+                log.warning("metrics: the database gauges cannot be read: %s", type(error).__name__)
+            self.database.up = False
+            return False
+        self.database.counts = counts
+        self.database.read_at = time.monotonic()
+        self.database.up = True
+        return True
+
+    async def run(self, interval: float = REFRESH_SECONDS) -> None:
+        """Refresh the database gauges every ``interval`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.refresh()
+
+    def scrape(self) -> bytes:
+        """The exposition, from memory: never waits on the database."""
+        return prometheus_client.generate_latest(self.registry)

@@ -10,6 +10,7 @@ shows personal data, and each export, is written to the audit log. All SQL is in
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,7 @@ from bot.cli.deliveries import SHORT_KIND_TITLES, Filters, collect, write_csv
 from bot.web import console
 from bot.web.console import VIEWER_KEY, Viewer, audit_view, render
 from scheduler import console as reads
-from scheduler import coordination, teams
+from scheduler import coordination, store, teams
 from scheduler.coordination import Outcome, PatientSort
 from scheduler.db import reading
 from scheduler.deliveries import count_deliveries, delivery_log
@@ -277,7 +278,14 @@ def _common(viewer: Viewer) -> dict[str, Any]:
         "alert_title": lambda kind: (
             tr(ALERT_KIND_TITLES[kind]) if kind in ALERT_KIND_TITLES else kind
         ),
-        "route_title": lambda route: tr(ROUTE_TITLES[route]) if route in ROUTE_TITLES else route,
+        # No route: the alert found nobody to tell.
+        "route_title": lambda route: (
+            "—" if route is None else tr(ROUTE_TITLES[route]) if route in ROUTE_TITLES else route
+        ),
+        # An alert's history names its kind when it was queued: show the kind's title.
+        "alert_detail": lambda detail: (
+            tr(ALERT_KIND_TITLES[detail]) if detail in ALERT_KIND_TITLES else detail
+        ),
         "patient_href": patient_href,
         "share": lambda part: _share(part, viewer),
     }
@@ -508,7 +516,9 @@ async def patient(request: web.Request) -> web.StreamResponse:
         strip=strip_svg(page.strip, viewer),
         legend=_legend(viewer),
         outcome_title=lambda reminder_id: _outcome_title(page.outcomes.get(reminder_id), viewer),
-        monitoring_end=page.strip[-1].end if page.strip else None,
+        # The protocol's end (48 months after the last infusion), not the end of the
+        # strip's last month, which runs on to the day before its next month starts.
+        monitoring_end=store.profile_of(page.patient).monitoring_end if page.strip else None,
         **_common(viewer),
     )
 
@@ -527,7 +537,14 @@ def _legend(viewer: Viewer) -> list[dict[str, str]]:
 CELL: Final = 28
 GAP: Final = 4
 PER_ROW: Final = 12
-LABEL_WIDTH: Final = 72
+# Room for the longest row label ("Месяцы 48-59" at LABEL_SIZE), right-aligned, then a gap.
+LABEL_WIDTH: Final = 108
+LABEL_GAP: Final = 6
+LABEL_SIZE: Final = 13
+# Bidi isolates: the label's own direction (so "Months" and the range do not swap in a
+# right-to-left page), and the range always left to right ("0-11", never "11-0").
+_LRI, _RLI, _PDI = "\u2066", "\u2067", "\u2069"
+_RANGE: Final = re.compile(r"\d+\s*[\u2013-]\s*\d+")
 
 
 @dataclass(frozen=True)
@@ -547,6 +564,8 @@ class Strip:
     height: int
     cells: list[StripCell]
     rows: list[tuple[int, str]]  # (y, the row's label: "Months 0-11")
+    label_x: int  # where the labels end (text-anchor="end")
+    label_size: int
     name: str  # the accessible name
     summary: str  # counts per outcome, for the description
 
@@ -589,16 +608,28 @@ def strip_svg(cells: list[reads.MonthCell], viewer: Viewer) -> Strip:
         rows=[
             (
                 row * (CELL + GAP),
-                # TRANSLATORS: a row of the month strip: the months 0-11, 12-23, ... of the
-                # programme.
-                tr.gettext("Months %(first)d–%(last)d")
-                % {"first": row * PER_ROW, "last": row * PER_ROW + PER_ROW - 1},
+                _isolated(
+                    # TRANSLATORS: a row of the month strip: the months 0-11, 12-23, ... of
+                    # the programme.
+                    tr.gettext("Months %(first)d–%(last)d")
+                    % {"first": row * PER_ROW, "last": row * PER_ROW + PER_ROW - 1},
+                    rtl=console.direction(tr.locale) == "rtl",
+                ),
             )
             for row in range(rows)
         ],
+        label_x=LABEL_WIDTH - LABEL_GAP,
+        label_size=LABEL_SIZE,
         name=tr.gettext("Monitoring programme, month by month"),
         summary=summary,
     )
+
+
+def _isolated(label: str, *, rtl: bool) -> str:
+    """A strip row's label for an SVG ``<text direction="ltr">``: the range of months
+    isolated left to right, the whole label isolated right to left in an RTL language."""
+    label = _RANGE.sub(lambda found: f"{_LRI}{found.group(0)}{_PDI}", label)
+    return f"{_RLI}{label}{_PDI}" if rtl else label
 
 
 # --- alerts --------------------------------------------------------------------------------

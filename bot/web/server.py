@@ -1,7 +1,8 @@
 """The bot's one HTTP server (aiohttp.web), on REMINDBOT_HTTP_LISTEN:REMINDBOT_HTTP_PORT.
 
     GET  /healthz          200 healthy, 503 not (JSON: what is wrong)
-    GET  /metrics          the Prometheus exposition (503 while the database is down)
+    GET  /metrics          the Prometheus exposition, its database gauges read in the
+                           background (``remindbot_database_up`` 0 while it is down)
     POST <webhook path>    Telegram's updates, when REMINDBOT_WEBHOOK_URL is set
     /                      the staff console (``bot.web.console``)
 
@@ -10,6 +11,8 @@ The same in polling and webhook mode; requests are not logged (sign-in links car
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -82,6 +85,7 @@ class WebServer:
         if console:
             install_console(self.app, services)
         self._runner: web.AppRunner | None = None
+        self._refresh: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Listen; port 0 takes a free port (``self.port`` then says which)."""
@@ -94,9 +98,17 @@ class WebServer:
             raise CannotListen(self.port_variable, self.host, self.port, error) from None
         self._runner = runner
         self.port = int(runner.addresses[0][1])
+        # The database gauges: read now, then in the background (never by a scrape).
+        await self.metrics.refresh()
+        self._refresh = asyncio.create_task(self.metrics.run(), name="metrics refresh")
         log.info("web server on http://%s:%d/ (/healthz, /metrics)", self.host, self.port)
 
     async def stop(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -120,17 +132,8 @@ class WebServer:
         )
 
     async def scrape(self, request: web.Request) -> web.Response:
-        """The metrics; 503 with one comment line while the database does not answer."""
-        try:
-            body = await self.metrics.scrape()
-        except Exception as error:  # the database is down: say so, not a stack trace
-            log.warning("metrics unavailable: %s", type(error).__name__)
-            return web.Response(
-                status=503,
-                text=f"# metrics unavailable: {type(error).__name__}\n",
-                content_type="text/plain",
-            )
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+        """The metrics, from memory: the database gauges as last read in the background."""
+        return web.Response(body=self.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def for_application(

@@ -141,10 +141,21 @@ async def test_health_fails_while_the_database_is_down_and_recovers(
             assert status == 503
             assert '"database": "unreachable' in body
             assert '"alerts_without_recipient": null' in body  # not known
-            assert (await get(server.port, "/metrics"))[0] == 503
+            # /metrics still answers, from memory: the last counts, and the database down.
+            assert await server.metrics.refresh() is False
+            status, body = await get(server.port, "/metrics")
+            assert status == 200
+            down = samples(body)
+            assert down["remindbot_database_up", ()] == 0
+            assert ("remindbot_reminders", (("status", "planned"),)) in down
+            assert down["remindbot_metrics_age_seconds", ()] >= 0
 
             await proxy.start()
             assert (await get(server.port, "/healthz"))[0] == 200
+            assert await server.metrics.refresh() is True
+            assert (
+                samples((await get(server.port, "/metrics"))[1])["remindbot_database_up", ()] == 1
+            )
 
             clock.current = NOW + timedelta(minutes=2)  # no tick for 2 minutes
             status, body = await get(server.port, "/healthz")
@@ -186,7 +197,14 @@ async def test_metrics_parse_and_move_when_reminders_are_sent(sessions: object, 
         assert ("remindbot_messages_total", (("result", "sent"),)) not in before
 
         await dispatcher.tick()
+        # The database gauges are those of the last refresh, until the next one.
+        stale = samples((await get(server.port, "/metrics"))[1])
+        assert stale["remindbot_reminders", (("status", "planned"),)] == 6
+        assert stale["remindbot_messages_total", (("result", "sent"),)] == 6  # not from it
+        await server.metrics.refresh()
         after = samples((await get(server.port, "/metrics"))[1])
+        assert after["remindbot_database_up", ()] == 1
+        assert 0 <= after["remindbot_metrics_age_seconds", ()] < 5
         assert after["remindbot_reminders", (("status", "sent"),)] == 6
         assert after["remindbot_messages_total", (("result", "sent"),)] == 6
         assert after["remindbot_queue_lag_seconds", ()] == 0.0

@@ -25,7 +25,7 @@ from bot.settings import load_settings
 from bot.web import console
 from scheduler import teams, web_access
 from scheduler.deliveries import count_deliveries
-from scheduler.models import AuditEvent
+from scheduler.models import AlertEvent, AuditEvent, CoordinatorAlert
 from tests.scheduler.test_console import (
     ADMIN,
     COORDINATOR,
@@ -283,15 +283,27 @@ async def test_patient_page_draws_the_month_strip(browser: Browser, clinic: Clin
     assert '<svg role="img" aria-labelledby="strip-title strip-desc"' in html
     assert '<title id="strip-title">Monitoring programme, month by month</title>' in html
     assert "<title>Month 3 (from April 6, 2025): missed</title>" in html
-    # Not colour only: every cell carries a symbol, the legend names each one.
-    assert "✗ missed" in html
-    assert "✓ confirmed on time" in html
-    assert "○ upcoming" in html
+    # Not colour only: every cell carries a symbol, the legend shows each one once, on its
+    # swatch, beside its name (no list bullets: the legend's list has none in the CSS).
+    legend = html[html.index('<ul class="legend">') : html.index("</ul>", html.index("legend"))]
+    for symbol, name in (("✗", "missed"), ("✓", "confirmed on time"), ("○", "upcoming")):
+        assert f"{symbol}</text></svg> {name}</li>" in legend
+        assert legend.count(symbol) == 1
+    # The strip scales with the page; its row labels end before the cells, months left to
+    # right.
+    assert 'viewBox="0 0 492 160"' in html
+    assert '<text x="102" y="18" text-anchor="end" direction="ltr"' in html
+    assert ">Months \u20660–11\u2069</text>" in html
     assert "2 of 5 (40%)" in html  # on time over the last 6 months
     assert "3 of 6 (50%)" in html
     assert "Tests not confirmed" in html  # the alerts, with their history
     assert "Reminder not delivered" in html
     assert "January 6, 2025" in html  # course 1
+    # The protocol's end of monitoring, 48 months after the last infusion (course 1's fifth
+    # day), not the end of the strip's last month.
+    until = re.search(r"<dt>Monitoring until</dt>\s*<dd>([^<]+)</dd>", html)
+    assert until is not None
+    assert until.group(1).strip() == "January 10, 2029"
     assert await audits(browser.sessions, "web.patient") == [
         (f"user:{COORDINATOR}", f"patient:{clinic.anna}")
     ]
@@ -312,7 +324,30 @@ async def test_patients_sort_and_flag(browser: Browser) -> None:
     html = await browser.page("/patients?sort=status")
     assert labels(html) == ["MS-001", "MS-002", "MS-003"]
     assert '<span aria-hidden="true">⚠ </span>paused' in html
-    assert 'aria-sort="ascending"' in html
+    # The sorted column says so to screen readers, and shows its direction to the eye.
+    assert re.search(
+        r'<th scope="col" aria-sort="ascending"><a href="[^"]*">Status</a> '
+        r'<span class="sort-mark" aria-hidden="true">▲</span></th>',
+        html,
+    )
+    assert html.count("sort-mark") == 1
+    descending = await browser.page("/patients?sort=next&order=desc")
+    assert re.search(r'aria-sort="descending"><a href="[^"]*">Next reminder</a> <span', descending)
+    assert '<span class="sort-mark" aria-hidden="true">▼</span>' in descending
+
+
+async def test_paused_patients_have_no_next_reminder(browser: Browser) -> None:
+    await browser.sign_in(ADMIN)
+    html = await browser.page("/patients")
+    rows = re.findall(r"<tr>\s*<th scope=\"row\">.*?</tr>", html, re.S)
+    cells = {
+        label: re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        for row in rows
+        for label in labels(row)
+    }
+    assert cells["MS-003"][2] == "—"  # paused: nothing will be sent
+    assert cells["MS-001"][2] != "—"
+    assert cells["MS-002"][2] != "—"
 
 
 async def test_alerts_page_lists_every_alert_with_its_history(browser: Browser) -> None:
@@ -323,6 +358,42 @@ async def test_alerts_page_lists_every_alert_with_its_history(browser: Browser) 
     failed = await browser.page("/alerts?status=failed")
     assert "Alerts 1–1 of 1" in failed
     assert "Reminder not delivered" in failed
+
+
+async def test_alert_history_names_kinds_and_nobody(browser: Browser, clinic: Clinic) -> None:
+    async with browser.sessions.begin() as session:
+        # As outbox.queue_alert records them: the queued event names the alert's kind; an
+        # alert that found nobody is a failed row without a chat.
+        event = await session.scalar(
+            select(AlertEvent).where(
+                AlertEvent.alert_id == clinic.alerts["anna_missed"], AlertEvent.status == "queued"
+            )
+        )
+        assert event is not None
+        event.detail = "missed_test"
+        nobody = CoordinatorAlert(
+            kind="delivery_failed",
+            patient_id=clinic.ben,
+            chat_id=None,
+            route="team",
+            status="failed",
+            attempts=0,
+            created_at=NOW,
+            detail="nobody to tell",
+        )
+        session.add(nobody)
+        await session.flush()
+        session.add(
+            AlertEvent(alert_id=nobody.id, status="failed", at=NOW, detail="nobody to tell")
+        )
+    await browser.sign_in(ADMIN)
+    html = await browser.page("/alerts")
+    assert 'muted">missed_test<' not in html
+    assert '<span class="ltr muted">Tests not confirmed</span>' in html
+    assert '<span class="ltr muted">nobody to tell</span>' in html  # other details as they are
+    rows = re.findall(r"<tr>\s*<th scope=\"row\">.*?</tr>", html, re.S)
+    routes = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[4] for row in rows]
+    assert routes == ["—", "own coordinator", "own coordinator", "own coordinator"]
 
 
 async def test_a_page_in_arabic_is_right_to_left(browser: Browser) -> None:

@@ -83,9 +83,11 @@ async def test_health_and_metrics_after_a_real_send(harness: Harness, server: We
         '{"status": "ok", "database": "ok", "dispatcher": "ok", "telegram": "ok", '
         '"alerts_without_recipient": 0}',
     )
+    await server.metrics.refresh()  # the database gauges, as the background task reads them
     status, body = await get(server.port, "/metrics")
     assert status == 200
     metrics = samples(body)
+    assert metrics["remindbot_database_up", ()] == 1
     latency = "remindbot_reminder_latency_seconds"
     assert metrics[f"{latency}_count", ()] == report.sent
     assert metrics[f"{latency}_sum", ()] == 90 * report.sent

@@ -340,6 +340,9 @@ async def test_patient_list_agrees_with_the_patient_page(sessions: Sessions) -> 
     assert not anna.flagged
     assert cleo.flagged
     assert anna.next_due == page.upcoming[0].due_at
+    assert ben.next_due is not None
+    # Paused: nothing will be sent, though reminders are still planned.
+    assert cleo.next_due is None
     assert [row.label for row in mine] == ["MS-001", "MS-003"]
     assert widened == []
 
@@ -387,3 +390,23 @@ async def test_alert_log_is_scoped_newest_first_with_history(sessions: Sessions)
     assert [a.label for a in mine] == ["MS-001", "MS-001"]
     assert [c.status for c in failed[0].history] == ["queued", "failed"]
     assert [a.alert_id for a in paged] == [clinic.alerts["anna_failed"]]
+
+
+async def test_an_alert_that_found_nobody_has_no_route(sessions: Sessions) -> None:
+    clinic = await build_clinic(sessions)
+    async with sessions.begin() as session:
+        session.add(
+            CoordinatorAlert(
+                kind="delivery_failed",
+                patient_id=clinic.ben,
+                chat_id=None,
+                route="team",  # the column's default: no recipient was ever chosen
+                status="failed",
+                attempts=0,
+                created_at=NOW,
+            )
+        )
+    async with sessions() as session:
+        nobody, *others = await console.alert_log(session, scope=scope(clinic.north))
+    assert (nobody.kind, nobody.route) == ("delivery_failed", None)
+    assert [a.route for a in others] == ["own"]

@@ -20,6 +20,7 @@ from tests.conftest import team_with_coordinator
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+PLANNED_AT = datetime(2026, 1, 2, 12, tzinfo=UTC)
 S = ReminderStatus
 
 
@@ -64,7 +65,9 @@ async def add_reminder(
         status=status,
         plan_version=1,
         attempts=attempts,
-        created_at=NOW,
+        created_at=PLANNED_AT,
+        # As the outbox keeps it: the latest history row, else the creation.
+        changed_at=max((e["at"] for e in events or []), default=PLANNED_AT),
     )
     session.add(reminder)
     await session.flush()
@@ -357,13 +360,20 @@ async def test_activity_shows_what_changed_or_fell_due_lately(sessions: Sessions
 
     # A status change at or after the instant (the thyroid's failure at 09:00, the labs'
     # Done at 10:00), or due between it and now (ben); not a reminder still to come.
+    # Newest change first.
     await check(
-        ["ben_labs_feb", "anna_thyroid_feb", "anna_labs_feb"], active_since=at(5, 9), now=NOW
+        ["ben_labs_feb", "anna_labs_feb", "anna_thyroid_feb"], active_since=at(5, 9), now=NOW
     )
     # The cancellation of a January reminder on 1 February is activity of that day.
     await check(
-        ["ben_labs_feb", "anna_thyroid_feb", "anna_labs_feb", "gone_labs_jan"],
+        ["ben_labs_feb", "anna_labs_feb", "anna_thyroid_feb", "gone_labs_jan"],
         active_since=at(1),
+        now=NOW,
+    )
+    # Planned on 2 January and untouched since: a new plan is not activity until due.
+    await check(
+        ["ben_labs_feb", "anna_labs_feb", "anna_thyroid_feb", "gone_labs_jan"],
+        active_since=PLANNED_AT - timedelta(days=1),
         now=NOW,
     )
     await check(["ben_labs_feb"], active_since=at(6), now=NOW)
@@ -372,7 +382,7 @@ async def test_activity_shows_what_changed_or_fell_due_lately(sessions: Sessions
     await check(["anna_labs_mar"], active_since=at(11))
     # Together with the other filters.
     await check(["anna_thyroid_feb"], active_since=at(1), now=NOW, status=S.FAILED)
-    await check(["anna_thyroid_feb", "anna_labs_feb"], active_since=at(1), now=NOW, label="MS-001")
+    await check(["anna_labs_feb", "anna_thyroid_feb"], active_since=at(1), now=NOW, label="MS-001")
     await check(["anna_labs_feb"], active_since=at(5, 10), now=NOW, since=at(5), until=at(5, 9))
     async with sessions() as session:
         north = await teams.by_name(session, name="north")
@@ -381,9 +391,47 @@ async def test_activity_shows_what_changed_or_fell_due_lately(sessions: Sessions
     assert names(log, ids) == ["gone_labs_jan"]
 
 
+async def test_activity_lists_newest_change_first_and_pages_in_that_order(
+    sessions: Sessions,
+) -> None:
+    ids = await fill(sessions)
+    async with sessions.begin() as session:
+        # Due long ago, failed just now: before everything changed earlier.
+        late = await add_patient(session, "MS-004", "Europe/Berlin")
+        ids["late_failure"] = await add_reminder(
+            session, late, "labs_monthly", at(2), S.FAILED, events=[{"status": S.FAILED, "at": NOW}]
+        )
+        # Due in the window, changed before it: after every recent change.
+        ids["due_quietly"] = await add_reminder(session, late, "thyroid_quarterly", at(20))
+    expected = [
+        "late_failure",
+        "ben_labs_feb",
+        "anna_labs_feb",
+        "anna_thyroid_feb",
+        "gone_labs_jan",
+        "due_quietly",
+    ]
+    filters: dict[str, Any] = {"active_since": at(1), "now": NOW}
+    async with sessions() as session:
+        everything = await delivery_log(session, **filters)
+        assert await count_deliveries(session, **filters) == len(expected)
+        by_offset = [
+            await delivery_log(session, limit=2, offset=offset, **filters)
+            for offset in range(0, 6, 2)
+        ]
+        by_position = [await delivery_log(session, limit=2, **filters)]
+        while by_position[-1]:
+            after = by_position[-1][-1].position
+            by_position.append(await delivery_log(session, limit=2, after=after, **filters))
+    assert names(everything, ids) == expected
+    assert [entry for page in by_offset for entry in page] == everything
+    assert [entry for page in by_position for entry in page] == everything
+    assert everything[0].position == (NOW, ids["late_failure"])
+
+
 async def test_activity_filter_reads_two_index_ranges(tmp_path: Path) -> None:
-    """Recent events by ix_delivery_event_at, recently due reminders by
-    ix_reminder_due_at_id: never a scan of either table."""
+    """Recent changes by ix_reminder_changed_at_id, recently due reminders by
+    ix_reminder_due_at_id: never a scan of the table, nor a read of the history."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
     try:
         await migrate(engine)
@@ -397,6 +445,7 @@ async def test_activity_filter_reads_two_index_ranges(tmp_path: Path) -> None:
             details = " | ".join(str(row[-1]) for row in plan)
     finally:
         await engine.dispose()
-    assert "ix_delivery_event_at (at>?)" in details
+    assert "ix_reminder_changed_at_id (changed_at>?)" in details
     assert "ix_reminder_due_at_id (due_at>? AND due_at<?)" in details
-    assert "SCAN delivery_event" not in details
+    assert "SCAN reminder" not in details
+    assert "delivery_event" not in details

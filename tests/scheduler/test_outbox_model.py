@@ -8,6 +8,7 @@ re-planned (a new course, another time zone or send time) or erased. After every
 
 - each reminder is in exactly one known status, and queued exactly when it should be;
 - history is append-only and its latest row is the reminder's status;
+- every status change (and every history row) moves the reminder's ``changed_at``;
 - a re-plan never moves a reminder once sent (so never sends it again);
 - nothing due is dropped: an active patient's unsent reminders are all queued;
 - a reminder reaches Telegram twice only with a recorded reason (a claim abandoned by a
@@ -151,6 +152,9 @@ class OutboxMachine(RuleBasedStateMachine):
         # The reminders of erased patients: they, and their history, are gone.
         self.erased: set[int] = set()
         self.fixed: dict[int, tuple[datetime, date]] = {}  # once sent: due, local date
+        # Each reminder's status and changed_at at the last check, and that check's instant.
+        self.seen: dict[int, tuple[str, datetime]] = {}
+        self.checked_at = START
 
     def next_step(self) -> int:
         """The step that begins now: sends from here on are after what came before."""
@@ -418,6 +422,27 @@ class OutboxMachine(RuleBasedStateMachine):
             # A paused, unreachable or withdrawn patient's reminders are out of the queue.
             if patients[r.patient_id] != PatientStatus.ACTIVE and status != ReminderStatus.SENDING:
                 assert r.ready_at is None, (r.id, status, patients[r.patient_id])
+
+    @invariant()
+    def every_status_change_moves_changed_at(self) -> None:
+        if not self.patients:
+            return
+        reminders, events, _ = self.rows()
+        latest: dict[int, datetime] = {}
+        for event in events:
+            latest[event.reminder_id] = max(event.at, latest.get(event.reminder_id, event.at))
+        now = self.clock.now()
+        for r in reminders:
+            assert r.created_at <= r.changed_at <= now, (r.id, r.changed_at)
+            # Every history row is activity: the delivery log finds it by changed_at.
+            assert latest.get(r.id, r.created_at) <= r.changed_at, (r.id, r.changed_at)
+            before = self.seen.get(r.id)
+            if before is not None and before[0] != r.status:
+                # Changed during this step: at one of its instants, not before.
+                assert r.changed_at >= self.checked_at, (r.id, before, r.status, r.changed_at)
+                assert r.changed_at >= before[1], (r.id, before, r.changed_at)
+            self.seen[r.id] = (r.status, r.changed_at)
+        self.checked_at = now
 
     @invariant()
     def telegram_gets_each_reminder_once_unless_the_history_says_why(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
@@ -395,3 +396,83 @@ async def test_pages_fit_a_phone_without_sideways_scrolling(
         assert overflow[0] <= overflow[1], f"{path}: page {overflow[0]} px wide at {overflow[1]} px"
     finally:
         await phone.close()
+
+
+_STRIP_BOXES = """() => {
+    const svg = document.querySelector("figure.strip svg[role=img]");
+    const box = svg.getBoundingClientRect();
+    const first = svg.querySelector("g[data-outcome] rect").getBoundingClientRect();
+    const labels = [...svg.querySelectorAll(":scope > text")].map(t => {
+        const r = t.getBoundingClientRect();
+        return {left: r.left, right: r.right, text: t.textContent};
+    });
+    return {left: box.left, right: box.right, width: box.width, first: first.left,
+            viewport: window.innerWidth, labels};
+}"""
+
+
+def _check_strip(strip: dict[str, Any], where: str) -> None:
+    assert strip["left"] >= 0, (where, strip)
+    assert strip["right"] <= strip["viewport"], (where, strip)
+    assert strip["labels"], where
+    for label in strip["labels"]:
+        # Inside the view box, and clear of the first column of cells.
+        assert strip["left"] <= label["left"] < label["right"] < strip["first"], (where, label)
+
+
+async def test_the_month_strip_fits_a_phone(console: Console, browser: Browser) -> None:
+    phone = await browser.new_context(
+        viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2
+    )
+    try:
+        page = await phone.new_page()
+        await console.sign_in(page, "coordinator")
+        await page.goto(console.url("/patients/MS-101"))
+        strip = await page.evaluate(_STRIP_BOXES)
+        _check_strip(strip, "phone")
+        assert strip["width"] <= PHONE["width"]
+        # Most of the phone's width: the strip scales down, not off the side.
+        assert strip["width"] >= PHONE["width"] * 0.8
+    finally:
+        await phone.close()
+
+
+async def test_the_month_strip_labels_stay_in_view_right_to_left(
+    console: Console, page: Page
+) -> None:
+    await console.sign_in(page, "south_coordinator")
+    await choose_language(page, "ar")
+    await page.goto(console.url("/patients/MS-201"))
+    strip = await page.evaluate(_STRIP_BOXES)
+    _check_strip(strip, "ar")
+    # The range reads left to right, isolated from the Arabic around it.
+    assert "\u20660–11\u2069" in strip["labels"][0]["text"]
+    # The patient's zone sits with its term, not at the far side of the line.
+    zone = await page.evaluate(
+        """() => {
+            const dd = [...document.querySelectorAll("dl.summary dd")].find(
+                d => d.textContent.includes("Asia/Riyadh"));
+            const dt = dd.previousElementSibling.getBoundingClientRect();
+            const value = dd.querySelector("span").getBoundingClientRect();
+            return {gap: dt.left - value.right};
+        }"""
+    )
+    assert 0 <= zone["gap"] <= 48, zone
+    await choose_language(page, "en")
+
+
+async def test_long_histories_fold_into_their_latest_change(console: Console, page: Page) -> None:
+    await console.sign_in(page, "coordinator")
+    await page.goto(console.url("/patients/MS-101"))
+    folded = page.locator("table:has(#past-caption) details.history").first
+    assert await folded.count() == 1
+    assert await folded.get_attribute("open") is None
+    assert not await folded.locator("ol").is_visible()
+    await folded.locator("summary").click()
+    assert await folded.locator("ol li").count() >= 2
+    # Cells start level: a history's first line with the row's other cells.
+    tops = await page.locator("table:has(#past-caption) tbody tr").first.evaluate(
+        "tr => [...tr.children].map(c => c.firstElementChild ?"
+        " c.firstElementChild.getBoundingClientRect().top : c.getBoundingClientRect().top)"
+    )
+    assert max(tops) - min(tops) <= 8, tops
