@@ -380,6 +380,8 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
         error=None,
         entries=entries,
         pager=pager,
+        # The activity view lists the latest status changes first (scheduler.deliveries).
+        by_change=asked.filters.active_since is not None,
         **_delivery_form(request, choices),
         **values,
     )

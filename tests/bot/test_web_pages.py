@@ -173,11 +173,12 @@ async def test_delivery_log_filters_default_to_the_last_weeks_activity(
     async with sessions() as session:
         expected = await count_deliveries(session, active_since=NOW - timedelta(days=7), now=NOW)
     assert expected == 3  # the August labs of each patient
-    assert f"Reminders 1–{expected} of {expected}, newest due first" in recent
+    assert f"Reminders 1–{expected} of {expected}, latest status change first" in recent
     assert 'name="days" type="number" min="0" inputmode="numeric" value="7"' in recent
 
     failed = await browser.page("/deliveries?days=0&status=failed")
     assert labels(failed) == ["MS-001"]
+    assert "Reminders 1–1 of 1, newest due first" in failed
     assert "Reminders 1–1 of 1" in failed
     thyroid = await browser.page(
         "/deliveries?days=0&kind=thyroid_quarterly&patient=MS-001&from=2025-04-01&to=2025-07-31"
