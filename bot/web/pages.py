@@ -202,8 +202,17 @@ def _day(query: Mapping[str, str], name: str, viewer: Viewer) -> date | None:
         raise BadQuery(error.render(viewer.tr.gettext)) from None
 
 
+MAX_PAGE: Final = 10**6
+
+
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+async def _team_choices(request: web.Request) -> list[teams.TeamSummary]:
+    """The teams the viewer may see, for the team filter."""
+    async with reading(_sessions(request)) as session:
+        return await teams.summaries(session, scope=_viewer(request).scope)
 
 
 async def _team_scope(
@@ -212,8 +221,7 @@ async def _team_scope(
     """The viewer's scope narrowed to the team ``name`` (one they may see, or BadQuery),
     the teams they may choose from, and the chosen team's id."""
     viewer = _viewer(request)
-    async with reading(_sessions(request)) as session:
-        choices = await teams.summaries(session, scope=viewer.scope)
+    choices = await _team_choices(request)
     if name is None:
         return viewer.scope, choices, None
     for team in choices:
@@ -327,7 +335,7 @@ def _delivery_query(request: web.Request) -> DeliveryQuery:
         active_since=now - timedelta(days=days) if days else None,
         now=now,
     )
-    page = _number(query, "page", viewer, default=1, low=1, high=10**6)
+    page = _number(query, "page", viewer, default=1, low=1, high=MAX_PAGE)
     return DeliveryQuery(_text(query, "team"), filters, days, page)
 
 
@@ -354,8 +362,7 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
         asked = _delivery_query(request)
         scope, choices, team_id = await _team_scope(request, asked.team)
     except BadQuery as error:
-        async with reading(_sessions(request)) as session:
-            choices = await teams.summaries(session, scope=viewer.scope)
+        choices = await _team_choices(request)
         return await render(
             request,
             "pages/deliveries.html",
@@ -442,11 +449,10 @@ async def patients(request: web.Request) -> web.StreamResponse:
             _choice(query, "sort", {s.value: s for s in PatientSort}, viewer) or "label"
         )
         order = _choice(query, "order", {"asc": 1, "desc": 1}, viewer) or "asc"
-        page = _number(query, "page", viewer, default=1, low=1, high=10**6)
+        page = _number(query, "page", viewer, default=1, low=1, high=MAX_PAGE)
         scope, choices, team_id = await _team_scope(request, _text(query, "team"))
     except BadQuery as error:
-        async with reading(_sessions(request)) as session:
-            choices = await teams.summaries(session, scope=viewer.scope)
+        choices = await _team_choices(request)
         return await render(
             request,
             "pages/patients.html",
@@ -651,11 +657,10 @@ async def alerts(request: web.Request) -> web.StreamResponse:
     try:
         status = _choice(query, "status", dict.fromkeys(status_choices), viewer)
         kind = _choice(query, "kind", dict.fromkeys(kind_choices), viewer)
-        page = _number(query, "page", viewer, default=1, low=1, high=10**6)
+        page = _number(query, "page", viewer, default=1, low=1, high=MAX_PAGE)
         scope, choices, team_id = await _team_scope(request, _text(query, "team"))
     except BadQuery as error:
-        async with reading(_sessions(request)) as session:
-            choices = await teams.summaries(session, scope=viewer.scope)
+        choices = await _team_choices(request)
         return await render(
             request,
             "pages/alerts.html",
