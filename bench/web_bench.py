@@ -1,7 +1,7 @@
 """Web console and /metrics latency at a large clinic's size, on PostgreSQL.
 
     python bench/web_bench.py [--patients 100000] [--requests 200] [--keep]
-                              [--postgres-url URL]
+                              [--only TEXT] [--profile FILE] [--postgres-url URL]
 
 Fills a database of its own (``remindbot_web_bench``) with ``--patients`` patients in 20
 care teams and their materialised plans (about 100 reminders each: ~10M for 100,000), with
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import math
 import os
 import random
@@ -468,9 +469,9 @@ class _NoSender:
         raise AssertionError("the bench sends nothing")
 
 
-async def serve(url: str) -> None:
+async def serve(url: str, profile: str | None = None) -> None:
     """The bot's web server on a free port of 127.0.0.1; prints the port, runs until
-    stdin closes."""
+    stdin closes. ``profile``: cProfile the requests, write the statistics there."""
     from bot.context import Services
     from bot.settings import load_settings
     from bot.web.server import WebServer
@@ -492,8 +493,14 @@ async def serve(url: str) -> None:
     server = WebServer(services, host="127.0.0.1", port=0)
     await server.start()
     print(f"PORT {server.port}", flush=True)
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     await server.stop()
     await engine.dispose()
 
@@ -624,7 +631,9 @@ def log_url(base: str, **query: str) -> str:
     return f"{base}/deliveries" + (f"?{urlencode(query)}" if query else "")
 
 
-async def measure(url: str, *, requests: int, budget: float) -> None:
+async def measure(
+    url: str, *, requests: int, budget: float, only: str | None, profile: str | None
+) -> None:
     facts = await choose(url)
     print(
         f"database: {facts['patients']:,} patients, {facts['reminders']:,} reminders, "
@@ -636,6 +645,7 @@ async def measure(url: str, *, requests: int, budget: float) -> None:
         __file__,
         "--serve",
         url,
+        *(["--profile", profile] if profile else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
@@ -688,6 +698,8 @@ async def measure(url: str, *, requests: int, budget: float) -> None:
                 ("/metrics", TARGETS_MS["metrics"], f"{base}/metrics", None),
             ]
             for name, target, page, cookie in pages:
+                if only is not None and only not in name:
+                    continue
                 figures.append(
                     await timed(
                         name,
@@ -722,7 +734,13 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await engine.dispose()
     try:
-        await measure(url, requests=args.requests, budget=args.budget)
+        await measure(
+            url,
+            requests=args.requests,
+            budget=args.budget,
+            only=args.only,
+            profile=args.profile,
+        )
     finally:
         if not args.keep:
             admin = await asyncpg.connect(dsn(args.postgres_url))
@@ -746,10 +764,14 @@ def main() -> int:
         "--postgres-url",
         default=os.environ.get("REMINDBOT_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL),
     )
+    parser.add_argument("--only", metavar="TEXT", help="only the pages whose name has TEXT")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the server's requests, write FILE"
+    )
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        asyncio.run(serve(args.serve, args.profile))
         return 0
     print(f"load average {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
     asyncio.run(run(args))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from babel import Locale
+    from babel.dates import DateTimePattern
 
 SOURCE_LOCALE = "en"
 DOMAIN = "messages"
@@ -95,17 +96,14 @@ class Translator:
     def date(self, day: date) -> str:
         """``day`` as a long date: "February 5, 2026", "5. Februar 2026"; isolated from
         the surrounding sentence in right-to-left languages."""
-        from babel.dates import format_date
-
-        locale = _babel_locale(self.locale)
-        text = format_date(day, format="long", locale=locale)
-        return f"{_ISOLATE}{text}{_POP_ISOLATE}" if locale.text_direction == "rtl" else text
+        formats = _formats(self.locale)
+        text = formats.long_date.apply(day, formats.locale)
+        return f"{_ISOLATE}{text}{_POP_ISOLATE}" if formats.rtl else text
 
     def time(self, at: time) -> str:
         """A time of day in the short form: "9:00 AM", "09:00"."""
-        from babel.dates import format_time
-
-        return format_time(at, format="short", locale=_babel_locale(self.locale))
+        formats = _formats(self.locale)
+        return formats.short_time.apply(at, formats.locale)
 
 
 def _babel_locale(locale: str) -> Locale:
@@ -113,6 +111,27 @@ def _babel_locale(locale: str) -> Locale:
 
     # Telegram and browsers write "pt-BR", CLDR writes "pt_BR".
     return Locale.parse(locale.replace("-", "_"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Formats:
+    locale: Locale
+    long_date: DateTimePattern
+    short_time: DateTimePattern
+    rtl: bool
+
+
+@lru_cache(maxsize=64)
+def _formats(locale: str) -> _Formats:
+    """A locale's date and time patterns, parsed once: what ``babel.dates.format_date``
+    and ``format_time`` look up on every call (a page of the console formats hundreds)."""
+    parsed = _babel_locale(locale)
+    return _Formats(
+        locale=parsed,
+        long_date=parsed.date_formats["long"],
+        short_time=parsed.time_formats["short"],
+        rtl=parsed.text_direction == "rtl",
+    )
 
 
 @lru_cache(maxsize=64)

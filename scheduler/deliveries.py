@@ -16,7 +16,9 @@ is two disjoint index ranges: ``ix_reminder_changed_at_id`` (or, with a status f
 ``ix_reminder_status_changed_at_id``) over the recent changes, of which a page reads at
 most ``offset + limit`` in order, and ``ix_reminder_due_at_id`` over the reminders due
 lately and not changed since (read whole: a week of due reminders); its cost follows the
-recent activity, not the table. Reminders planned and untouched since are not activity:
+recent activity, not the table. Each index holds what its read tests (the patient, for a
+team's view; the status and the change and creation instants), so neither read fetches
+table rows until the page's 50 are chosen. Reminders planned and untouched since are not activity:
 a new plan shows only as its reminders fall due.
 """
 
@@ -36,6 +38,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     tuple_,
     union_all,
 )
@@ -127,21 +130,32 @@ def _conditions(
 
 
 def _active(
-    conditions: list[ColumnElement[bool]], since: datetime, now: datetime | None
+    conditions: list[ColumnElement[bool]],
+    since: datetime,
+    now: datetime | None,
+    status: str | None,
 ) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
     """The two disjoint parts of "activity since": a status change at or after ``since``;
     not changed since, but due between ``since`` and ``now`` (inclusive; no upper bound
-    without ``now``).
+    without ``now``). ``status``: the status filter among ``conditions``, if any.
 
     A reminder planned and never changed since (its ``changed_at`` still its creation) has
     had no status change: a new plan is not activity, as long as nothing happened to it."""
-    # ix_reminder_changed_at_id's predicate (``models.ACTIVITY_PREDICATE``), with the
-    # status as a literal: PostgreSQL then proves that the partial index applies, which it
-    # cannot with a bound parameter.
-    touched = or_(
-        Reminder.status != literal_column(f"'{ReminderStatus.PLANNED.value}'"),
-        Reminder.changed_at != Reminder.created_at,
-    )
+    touched: ColumnElement[bool]
+    if status is None:
+        # ix_reminder_changed_at_id's predicate (``models.ACTIVITY_PREDICATE``), with the
+        # status as a literal: PostgreSQL then proves that the partial index applies,
+        # which it cannot with a bound parameter.
+        touched = or_(
+            Reminder.status != literal_column(f"'{ReminderStatus.PLANNED.value}'"),
+            Reminder.changed_at != Reminder.created_at,
+        )
+    elif status == ReminderStatus.PLANNED:
+        touched = Reminder.changed_at != Reminder.created_at
+    else:
+        # Implied by the filter. Said anyway, it would make the read of the recent changes
+        # of one status fetch each row for its creation instant, which the index lacks.
+        touched = true()
     changed = [*conditions, Reminder.changed_at >= since, touched]
     due = [*conditions, Reminder.due_at >= since, or_(Reminder.changed_at < since, not_(touched))]
     if now is not None:
@@ -175,7 +189,7 @@ async def count_deliveries(
         return int(await session.scalar(query) or 0)
     # Two disjoint parts, each counted on its own index range.
     total = 0
-    for part in _active(conditions, active_since, now):
+    for part in _active(conditions, active_since, now, status):
         query = select(func.count()).select_from(Reminder).where(*part)
         total += int(await session.scalar(query) or 0)
     return total
@@ -232,7 +246,14 @@ async def delivery_log(
     query: Select[*tuple[Any, ...]]
     if active_since is not None:
         query = _by_change(
-            columns, conditions, active_since, now, limit=limit, offset=offset, after=after
+            columns,
+            conditions,
+            active_since,
+            now,
+            status,
+            limit=limit,
+            offset=offset,
+            after=after,
         )
     else:
         if after is not None:
@@ -262,6 +283,7 @@ def _by_change(
     conditions: list[ColumnElement[bool]],
     active_since: datetime,
     now: datetime | None,
+    status: str | None,
     *,
     limit: int | None,
     offset: int,
@@ -271,7 +293,7 @@ def _by_change(
     (an index range read in order) and the recently due reminders not changed since (a
     range of the due index), then the page of those."""
     parts = []
-    changed, due = _active(conditions, active_since, now)
+    changed, due = _active(conditions, active_since, now, status)
     for part in (changed, due):
         if after is not None:
             # A row comparison: an index range bound on PostgreSQL, not a filter.

@@ -171,8 +171,17 @@ class Reminder(Base):
         # The queue: due first, and first queued first among those due at one instant.
         Index("ix_reminder_ready_at", "ready_at", "id"),
         Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
-        # The delivery log, newest or oldest first, without a patient filter.
-        Index("ix_reminder_due_at_id", "due_at", "id"),
+        # The delivery log, newest or oldest first, without a patient filter; covering what
+        # its activity view tests of the reminders due lately (see scheduler.deliveries).
+        Index(
+            "ix_reminder_due_at_id",
+            "due_at",
+            "id",
+            "patient_id",
+            "status",
+            "changed_at",
+            "created_at",
+        ),
         # Its activity view, newest status change first, with or without a status filter;
         # partial, without the reminders of new plans that nothing happened to yet; with
         # the patient, so a team's view reads the index only.
@@ -184,7 +193,7 @@ class Reminder(Base):
             postgresql_where=text(ACTIVITY_PREDICATE),
             sqlite_where=text(ACTIVITY_PREDICATE),
         ),
-        Index("ix_reminder_status_changed_at_id", "status", "changed_at", "id"),
+        Index("ix_reminder_status_changed_at_id", "status", "changed_at", "id", "patient_id"),
         # The follow-up sweep: sent test reminders that may still need a nudge or an alert.
         # Partial, so its cost follows the few such rows, not the size of the table.
         Index(

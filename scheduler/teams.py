@@ -188,14 +188,18 @@ async def summaries(session: AsyncSession, *, scope: Scope = EVERY_TEAM) -> list
     ]
 
 
-async def teams_of(session: AsyncSession, *, user_id: int) -> list[Team]:
-    """The teams a user may enrol into: every team for an admin, else their own."""
-    scope = await scope_of(session, user_id=user_id)
+async def visible(session: AsyncSession, *, scope: Scope = EVERY_TEAM) -> list[Team]:
+    """The teams in ``scope`` by name (one small read: no members, no patient counts)."""
     query = select(Team).order_by(Team.name)
     condition = scope.condition(Team.id)
     if condition is not None:
         query = query.where(condition)
     return list(await session.scalars(query))
+
+
+async def teams_of(session: AsyncSession, *, user_id: int) -> list[Team]:
+    """The teams a user may enrol into: every team for an admin, else their own."""
+    return await visible(session, scope=await scope_of(session, user_id=user_id))
 
 
 async def coordinators(session: AsyncSession, *, team_id: int) -> list[int]:

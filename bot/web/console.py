@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,8 +130,15 @@ def local(moment: datetime | None, viewer: Viewer) -> str:
     an em dash for none. The zone is named once, in the layout, not in every cell."""
     if moment is None:
         return "—"
-    tr = viewer.tr
-    at = moment.astimezone(ZoneInfo(viewer.timezone))
+    return _local(moment, viewer.timezone, viewer.tr.locale)
+
+
+@lru_cache(maxsize=4096)
+def _local(moment: datetime, timezone: str, locale: str) -> str:
+    # Cached: a page shows the latest change of each reminder twice (the summary of its
+    # history, and in the list), and the same page is read again and again.
+    tr = translator(locale)
+    at = moment.astimezone(ZoneInfo(timezone))
     # TRANSLATORS: a date and local time, e.g. "February 5, 2026, 9:00 AM".
     return tr.gettext("%(date)s, %(time)s") % {
         "date": tr.date(at.date()),

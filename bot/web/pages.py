@@ -28,6 +28,7 @@ from scheduler.coordination import Outcome, PatientSort
 from scheduler.db import reading
 from scheduler.deliveries import count_deliveries, delivery_log
 from scheduler.errors import ValidationError
+from scheduler.models import Team
 from scheduler.protocol import Kind
 from scheduler.statuses import AlertStatus, PatientStatus, ReminderStatus
 from scheduler.validation import parse_date
@@ -209,15 +210,15 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-async def _team_choices(request: web.Request) -> list[teams.TeamSummary]:
+async def _team_choices(request: web.Request) -> list[Team]:
     """The teams the viewer may see, for the team filter."""
     async with reading(_sessions(request)) as session:
-        return await teams.summaries(session, scope=_viewer(request).scope)
+        return await teams.visible(session, scope=_viewer(request).scope)
 
 
 async def _team_scope(
     request: web.Request, name: str | None
-) -> tuple[teams.Scope, list[teams.TeamSummary], int | None]:
+) -> tuple[teams.Scope, list[Team], int | None]:
     """The viewer's scope narrowed to the team ``name`` (one they may see, or BadQuery),
     the teams they may choose from, and the chosen team's id."""
     viewer = _viewer(request)
@@ -339,7 +340,7 @@ def _delivery_query(request: web.Request) -> DeliveryQuery:
     return DeliveryQuery(_text(query, "team"), filters, days, page)
 
 
-def _delivery_form(request: web.Request, choices: list[teams.TeamSummary]) -> dict[str, Any]:
+def _delivery_form(request: web.Request, choices: list[Team]) -> dict[str, Any]:
     query = request.query
     return {
         "form": {
@@ -488,7 +489,7 @@ async def patients(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _patients_form(request: web.Request, choices: list[teams.TeamSummary]) -> dict[str, Any]:
+def _patients_form(request: web.Request, choices: list[Team]) -> dict[str, Any]:
     query, tr = request.query, _viewer(request).tr.gettext
     sort = query.get("sort", "label")
     order = query.get("order", "asc")

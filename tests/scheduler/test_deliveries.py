@@ -55,6 +55,7 @@ async def add_reminder(
     *,
     events: list[dict[str, Any]] | None = None,
     attempts: int = 0,
+    created_at: datetime = PLANNED_AT,
 ) -> int:
     reminder = Reminder(
         patient_id=patient_id,
@@ -65,9 +66,9 @@ async def add_reminder(
         status=status,
         plan_version=1,
         attempts=attempts,
-        created_at=PLANNED_AT,
+        created_at=created_at,
         # As the outbox keeps it: the latest history row, else the creation.
-        changed_at=max((e["at"] for e in events or []), default=PLANNED_AT),
+        changed_at=max((e["at"] for e in events or []), default=created_at),
     )
     session.add(reminder)
     await session.flush()
@@ -389,6 +390,37 @@ async def test_activity_shows_what_changed_or_fell_due_lately(sessions: Sessions
         theirs = teams.Scope(frozenset({north.id}))
         log = await delivery_log(session, scope=theirs, active_since=at(1), now=NOW)
     assert names(log, ids) == ["gone_labs_jan"]
+
+
+async def test_activity_with_a_status_filter_is_the_activity_of_that_status(
+    sessions: Sessions,
+) -> None:
+    """The status filter narrows the activity view and changes nothing else, for every
+    status: planned ones count once something happened to them (here: taken back to the
+    plan after a pause), not when they are untouched since their plan was made."""
+    ids = await fill(sessions)
+    async with sessions.begin() as session:
+        back = await add_patient(session, "MS-004", "Europe/Berlin")
+        ids["replanned"] = await add_reminder(
+            session,
+            back,
+            "labs_monthly",
+            at(20, month=3),
+            events=[{"status": S.PLANNED, "at": at(3)}],
+        )
+        # A plan made within the window, nothing happened to it yet.
+        ids["new_plan"] = await add_reminder(
+            session, back, "thyroid_quarterly", at(20, month=4), created_at=at(3)
+        )
+    filters: dict[str, Any] = {"active_since": at(1), "now": NOW}
+    async with sessions() as session:
+        everything = await delivery_log(session, **filters)
+        assert "replanned" in names(everything, ids)
+        assert "new_plan" not in names(everything, ids)
+        for status in S:
+            expected = [entry for entry in everything if entry.status == status]
+            assert await delivery_log(session, status=status, **filters) == expected, status
+            assert await count_deliveries(session, status=status, **filters) == len(expected)
 
 
 async def test_activity_lists_newest_change_first_and_pages_in_that_order(

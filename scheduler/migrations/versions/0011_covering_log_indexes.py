@@ -1,0 +1,50 @@
+"""Covering indexes for the delivery log's activity view
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-11 10:00:00
+
+"Activity in the last N days" reads two index ranges (``scheduler.deliveries``): the
+recent status changes, and the reminders due lately and not changed since. Both indexes
+now carry what those reads test (the patient for a team's view; the status and the
+change and creation instants for "not changed since"), so neither fetches a row from the
+table for each reminder in its range: at 10 million reminders that fetch was most of a
+page's time.
+
+``ix_reminder_due_at_id``: ``(due_at, id, patient_id, status, changed_at, created_at)``
+(was ``(due_at, id)``); ``ix_reminder_status_changed_at_id``: ``(status, changed_at, id,
+patient_id)`` (was without the patient).
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+DUE = (
+    "ix_reminder_due_at_id",
+    ["due_at", "id"],
+    ["patient_id", "status", "changed_at", "created_at"],
+)
+STATUS = ("ix_reminder_status_changed_at_id", ["status", "changed_at", "id"], ["patient_id"])
+
+
+def _rebuild(name: str, columns: list[str]) -> None:
+    op.drop_index(name, table_name="reminder")
+    op.create_index(name, "reminder", columns)
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("SET LOCAL maintenance_work_mem = '512MB'")
+    for name, key, covered in (DUE, STATUS):
+        _rebuild(name, [*key, *covered])
+
+
+def downgrade() -> None:
+    for name, key, _covered in (DUE, STATUS):
+        _rebuild(name, key)
