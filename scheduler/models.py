@@ -85,6 +85,10 @@ class Base(DeclarativeBase):
 
 class Patient(Base):
     __tablename__ = "patient"
+    __table_args__ = (
+        # A team's patients, read from the index alone (the delivery log's team views).
+        Index("ix_patient_team_id", "team_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # The clinic's pseudonym. An erased patient's row is deleted (``patient_data.erase``).
@@ -102,7 +106,7 @@ class Patient(Base):
     # The coordinator (Telegram user id) who enrolled the patient and is told first.
     coordinator_id: Mapped[int | None] = mapped_column(BigInteger)
     # The care team whose coordinators and staff see the patient and get the alerts.
-    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
     plan_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
 

@@ -212,7 +212,7 @@ def _midnight(day: date) -> datetime:
 
 async def _team_choices(request: web.Request) -> list[Team]:
     """The teams the viewer may see, for the team filter."""
-    async with reading(_sessions(request)) as session:
+    async with reading(_sessions(request), short=True) as session:
         return await teams.visible(session, scope=_viewer(request).scope)
 
 
@@ -375,7 +375,7 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
             **values,
         )
     arguments = asked.filters.arguments()
-    async with reading(_sessions(request)) as session:
+    async with reading(_sessions(request), short=True) as session:
         total = await count_deliveries(session, scope=scope, **arguments)
         pager = _pager("/deliveries", request.query, asked.page, total)
         entries = await delivery_log(
@@ -465,7 +465,7 @@ async def patients(request: web.Request) -> web.StreamResponse:
             **values,
         )
     now = _now(request)
-    async with reading(_sessions(request)) as session:
+    async with reading(_sessions(request), short=True) as session:
         total = await coordination.count_console_patients(session, scope=scope)
         pager = _pager("/patients", query, page, total)
         rows = await coordination.console_patients(
@@ -513,7 +513,7 @@ async def patient(request: web.Request) -> web.StreamResponse:
     404 for a patient of another team."""
     viewer = _viewer(request)
     label = request.match_info["label"]
-    async with reading(_sessions(request)) as session:
+    async with reading(_sessions(request), short=True) as session:
         page = await reads.patient_page(session, label=label, now=_now(request), scope=viewer.scope)
     if page is None:
         raise web.HTTPNotFound()
@@ -673,7 +673,7 @@ async def alerts(request: web.Request) -> web.StreamResponse:
             **form,
             **values,
         )
-    async with reading(_sessions(request)) as session:
+    async with reading(_sessions(request), short=True) as session:
         total = await reads.count_alerts(session, scope=scope, status=status, kind=kind)
         pager = _pager("/alerts", query, page, total)
         entries = await reads.alert_log(

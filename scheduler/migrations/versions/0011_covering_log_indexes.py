@@ -13,7 +13,8 @@ page's time.
 
 ``ix_reminder_due_at_id``: ``(due_at, id, patient_id, status, changed_at, created_at)``
 (was ``(due_at, id)``); ``ix_reminder_status_changed_at_id``: ``(status, changed_at, id,
-patient_id)`` (was without the patient).
+patient_id)`` (was without the patient); ``ix_patient_team_id``: ``(team_id, id)``, a
+team's patients without reading their rows (was ``(team_id)``).
 """
 
 from collections.abc import Sequence
@@ -25,26 +26,33 @@ down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+TEAM = ("ix_patient_team_id", "patient", ["team_id"], ["id"])
 DUE = (
     "ix_reminder_due_at_id",
+    "reminder",
     ["due_at", "id"],
     ["patient_id", "status", "changed_at", "created_at"],
 )
-STATUS = ("ix_reminder_status_changed_at_id", ["status", "changed_at", "id"], ["patient_id"])
+STATUS = (
+    "ix_reminder_status_changed_at_id",
+    "reminder",
+    ["status", "changed_at", "id"],
+    ["patient_id"],
+)
 
 
-def _rebuild(name: str, columns: list[str]) -> None:
-    op.drop_index(name, table_name="reminder")
-    op.create_index(name, "reminder", columns)
+def _rebuild(name: str, table: str, columns: list[str]) -> None:
+    op.drop_index(name, table_name=table)
+    op.create_index(name, table, columns)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("SET LOCAL maintenance_work_mem = '512MB'")
-    for name, key, covered in (DUE, STATUS):
-        _rebuild(name, [*key, *covered])
+    for name, table, key, covered in (TEAM, DUE, STATUS):
+        _rebuild(name, table, [*key, *covered])
 
 
 def downgrade() -> None:
-    for name, key, _covered in (DUE, STATUS):
-        _rebuild(name, key)
+    for name, table, key, _covered in (TEAM, DUE, STATUS):
+        _rebuild(name, table, key)
