@@ -1,15 +1,18 @@
 """Plan many synthetic patients and print throughput and peak memory.
 
-    python bench/plan_bench.py [--patients 100000] [--seed 1]
+    python bench/plan_bench.py [--patients 100000] [--seed 1] [--rounds 3]
 
 Patients get 1-3 courses, a zone from a list that covers both hemispheres and
 half-hour offsets, a send time from 07:00 to 21:00 and the CBP flag at random.
 Plans are made one after another and dropped, as the store does when it materialises them.
+Each round prints wall and CPU time: on a shared machine the CPU time is the stable figure
+(the target, 3,000 patients/s on one core, is read from it), beside the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 import tracemalloc
@@ -60,15 +63,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     profiles = synthetic_profiles(args.patients, args.seed)
-
-    items = 0
-    started = time.perf_counter()
-    for profile in profiles:
-        items += len(plan(profile))
-    elapsed = time.perf_counter() - started
+    count = len(profiles)
+    print(f"patients:        {count:,}")
+    for round_ in range(1, args.rounds + 1):
+        load = " ".join(f"{n:.2f}" for n in os.getloadavg())
+        items = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for profile in profiles:
+            items += len(plan(profile))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(
+            f"round {round_}:         wall {wall:.2f} s ({count / wall:,.0f} patients/s), "
+            f"CPU {cpu:.2f} s ({count / cpu:,.0f} patients/s, {cpu / count * 1e6:.0f} µs "
+            f"per patient), {items / cpu:,.0f} items/s of CPU; load average {load}"
+        )
 
     sample = profiles[: min(len(profiles), 10_000)]
     tracemalloc.start()
@@ -77,11 +89,8 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    print(f"patients:        {len(profiles):,}")
-    print(f"plan items:      {items:,} ({items / len(profiles):.1f} per patient)")
-    print(f"elapsed:         {elapsed:.2f} s")
-    print(f"patients/s:      {len(profiles) / elapsed:,.0f}  (target >= 3,000 on one core)")
-    print(f"items/s:         {items / elapsed:,.0f}")
+    print(f"plan items:      {items:,} ({items / count:.1f} per patient)")
+    print("target:          >= 3,000 patients/s of CPU time on one core")
     print(f"peak memory:     {peak / 1024:,.0f} KiB while planning {len(sample):,} in turn")
 
 

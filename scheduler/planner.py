@@ -39,6 +39,12 @@ from scheduler.protocol import (
 
 _WEEK = timedelta(days=7)
 _DAY = timedelta(days=1)
+_COURSE_WINDOW = timedelta(days=COURSE_WINDOW_DAYS)
+_UPCOMING = tuple((before, timedelta(days=before)) for before in UPCOMING_DAYS_BEFORE)
+# Called for every item: looked up once. ``_new_item(PlanItem, fields)`` is
+# ``PlanItem(*fields)`` without NamedTuple's Python-level __new__ (a tenth of the time).
+_combine = datetime.combine
+_new_item = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,31 +106,36 @@ class PlanItem(NamedTuple):
 
 # (occurrence, local date, course number or None, the date the message speaks of or None)
 _Dates = Iterator[tuple[str, date, int | None, date | None]]
+# A course's "until" instruction: its first day, the first day it no longer covers, and the
+# date the message names.
+_Period = tuple[date, date, date]
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """How one kind is dated: its generator, its local time, whether only CBP gets it, and
-    for an instruction that lasts until a date, that date for a given day."""
+    for an instruction that lasts until a date, each course's period (its item names the
+    latest end among the periods that cover its day)."""
 
     kind: Kind
     dates: Callable[[Profile], _Dates]
     at: time | None = None  # None: the patient's send time
     cbp_only: bool = False
-    until: Callable[[Profile, date], date] | None = None
+    periods: Callable[[Profile], list[_Period]] | None = None
 
 
 def _course_upcoming(profile: Profile) -> _Dates:
     for number, course in enumerate(profile.courses, start=1):
-        for before in UPCOMING_DAYS_BEFORE:
-            day = course.start - timedelta(days=before)
-            yield f"c{number}-{before}d", day, number, course.start
+        for before, ahead in _UPCOMING:
+            yield f"c{number}-{before}d", course.start - ahead, number, course.start
 
 
 def _post_infusion_warning(profile: Profile) -> _Dates:
     for number, course in enumerate(profile.courses, start=1):
+        day = course.start
         for offset in range(course.days + POST_INFUSION_DAYS_AFTER):
-            yield f"c{number}-d{offset}", course.start + offset * _DAY, number, None
+            yield f"c{number}-d{offset}", day, number, None
+            day += _DAY
 
 
 def _antiviral_prophylaxis(profile: Profile) -> _Dates:
@@ -134,16 +145,17 @@ def _antiviral_prophylaxis(profile: Profile) -> _Dates:
         while day <= until:
             yield f"c{number}-w{week}", day, number, until
             week += 1
-            day = course.start + week * _WEEK
+            day += _WEEK
 
 
-def _prophylaxis_until(profile: Profile, day: date) -> date:
-    """The latest end of anti-herpes prophylaxis among the courses that cover ``day``."""
-    return max(
-        end
-        for course in profile.courses
-        if course.start <= day <= (end := course.end + timedelta(days=profile.prophylaxis_days))
-    )
+def _prophylaxis_periods(profile: Profile) -> list[_Period]:
+    """Anti-herpes prophylaxis from each course's first day to ``E_k + P days``."""
+    extra = timedelta(days=profile.prophylaxis_days)
+    periods = []
+    for course in profile.courses:
+        until = course.end + extra
+        periods.append((course.start, until + _DAY, until))
+    return periods
 
 
 def _every_months(step: int) -> Callable[[Profile], _Dates]:
@@ -169,13 +181,18 @@ def _contraception(profile: Profile) -> _Dates:
             day = add_months(course.start, months)
 
 
-def _contraception_until(profile: Profile, day: date) -> date:
-    """The latest end of the contraception period among the courses that cover ``day``."""
-    return max(
-        end
-        for course in profile.courses
-        if course.start <= day < (end := add_months(course.end, CONTRACEPTION_MONTHS))
-    )
+def _contraception_periods(profile: Profile) -> list[_Period]:
+    """Contraception from each course's first day until ``E_k + 4 months`` (exclusive)."""
+    periods = []
+    for course in profile.courses:
+        until = add_months(course.end, CONTRACEPTION_MONTHS)
+        periods.append((course.start, until, until))
+    return periods
+
+
+def _latest_end(periods: list[_Period], day: date) -> date:
+    """The latest end among the periods that cover ``day``."""
+    return max(end for start, stop, end in periods if start <= day < stop)
 
 
 def _contraception_end(profile: Profile) -> _Dates:
@@ -190,7 +207,7 @@ def _contraception_end(profile: Profile) -> _Dates:
 def _course_due(profile: Profile) -> _Dates:
     if len(profile.courses) == 1:
         opens = add_months(profile.anchor, COURSE_INTERVAL_MONTHS)
-        yield "c2", opens - timedelta(days=COURSE_WINDOW_DAYS), 2, opens
+        yield "c2", opens - _COURSE_WINDOW, 2, opens
 
 
 def _monitoring_end(profile: Profile) -> _Dates:
@@ -201,10 +218,10 @@ def _monitoring_end(profile: Profile) -> _Dates:
 RULES: tuple[Rule, ...] = (
     Rule(Kind.COURSE_UPCOMING, _course_upcoming),
     Rule(Kind.POST_INFUSION_WARNING, _post_infusion_warning, at=POST_INFUSION_TIME),
-    Rule(Kind.ANTIVIRAL_PROPHYLAXIS, _antiviral_prophylaxis, until=_prophylaxis_until),
+    Rule(Kind.ANTIVIRAL_PROPHYLAXIS, _antiviral_prophylaxis, periods=_prophylaxis_periods),
     Rule(Kind.LABS_MONTHLY, _every_months(1)),
     Rule(Kind.THYROID_QUARTERLY, _every_months(3)),
-    Rule(Kind.CONTRACEPTION, _contraception, cbp_only=True, until=_contraception_until),
+    Rule(Kind.CONTRACEPTION, _contraception, cbp_only=True, periods=_contraception_periods),
     Rule(Kind.CONTRACEPTION_END, _contraception_end, cbp_only=True),
     Rule(Kind.COURSE_DUE, _course_due),
     Rule(Kind.ANNUAL_SCREENING, _every_months(12)),
@@ -214,8 +231,21 @@ RULES: tuple[Rule, ...] = (
 
 def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
     """The aware instant of wall time ``at`` on ``day`` in ``zone`` (see module docstring)."""
-    # The round trip through UTC turns a wall time inside a DST gap into a real one.
-    return datetime.combine(day, at, zone).astimezone(UTC).astimezone(zone)
+    return _instant(day, at, at.replace(fold=1), zone)
+
+
+def _instant(day: date, at: time, at_fold: time, zone: ZoneInfo) -> datetime:
+    """``local_instant``, with ``at_fold`` = ``at`` with fold=1 given by the caller."""
+    local = _combine(day, at, zone)
+    # The offsets of the two folds differ only near a transition; fold=0's is the smaller
+    # one only inside a DST gap (PEP 495). There, the round trip through UTC turns the wall
+    # time into a real one; anywhere else it would give ``local`` back, so it is skipped.
+    first, second = zone.utcoffset(local), zone.utcoffset(_combine(day, at_fold))
+    assert first is not None  # a ZoneInfo always has an offset
+    assert second is not None
+    if at.fold or first < second:
+        return local.astimezone(UTC).astimezone(zone)
+    return local
 
 
 def plan(profile: Profile) -> list[PlanItem]:
@@ -223,31 +253,32 @@ def plan(profile: Profile) -> list[PlanItem]:
     if not profile.courses:
         return []
     zone = profile.timezone
+    several = len(profile.courses) > 1
     items: list[PlanItem] = []
-    # Many kinds fall on the same days (tests, contraception, screening): convert each once.
-    instants: dict[tuple[date, time], datetime] = {}
     for rule in RULES:
         if rule.cbp_only and not profile.cbp:
             continue
-        at = rule.at or profile.send_time
         kind = rule.kind
+        at = rule.at or profile.send_time
+        at_fold = at.replace(fold=1)
+        periods = rule.periods(profile) if rule.periods is not None and several else None
         # One item per local date; generators go course by course, so the first is the
-        # earliest course's.
+        # earliest course's. With one course, no day repeats within a kind and an item's
+        # own course is the only one that covers it: nothing to merge.
         on_day: dict[date, int] = {}
         for occurrence, day, course, about in rule.dates(profile):
-            if rule.until is not None:
-                about = rule.until(profile, day)
-            kept = on_day.get(day)
-            if kept is not None:
-                earlier = items[kept]
-                if about is not None and (earlier.about is None or about > earlier.about):
-                    items[kept] = earlier._replace(about=about)
-                continue
-            due = instants.get((day, at))
-            if due is None:
-                due = instants[day, at] = local_instant(day, at, zone)
-            on_day[day] = len(items)
-            items.append(PlanItem(kind, occurrence, day, due, course, about))
+            if several:
+                if periods is not None:
+                    about = _latest_end(periods, day)
+                kept = on_day.get(day)
+                if kept is not None:
+                    earlier = items[kept]
+                    if about is not None and (earlier.about is None or about > earlier.about):
+                        items[kept] = earlier._replace(about=about)
+                    continue
+                on_day[day] = len(items)
+            due = _instant(day, at, at_fold, zone)
+            items.append(_new_item(PlanItem, (kind, occurrence, day, due, course, about)))
     # RULES are in protocol order and the sort is stable: ties stay in kind order.
     items.sort(key=attrgetter("due"))
     return items

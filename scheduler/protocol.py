@@ -66,5 +66,7 @@ def add_months(anchor: date, months: int) -> date:
     (``add_months(add_months(a, 1), 1)``): a clamped day would drift.
     """
     year, month0 = divmod(anchor.year * 12 + anchor.month - 1 + months, 12)
-    month = month0 + 1
-    return date(year, month, min(anchor.day, _days_in_month(year, month)))
+    day = anchor.day
+    if day > 28:  # every month has the 28 first days
+        day = min(day, _days_in_month(year, month0 + 1))
+    return date(year, month0 + 1, day)
