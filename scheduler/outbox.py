@@ -61,7 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from scheduler import alerts as raised
-from scheduler import teams
+from scheduler import bulk, teams
 from scheduler.alerts import Alert, Route
 from scheduler.models import (
     Acknowledgement,
@@ -294,6 +294,54 @@ async def add_planned(
         await session.execute(
             insert(_EVENTS).from_select(["reminder_id", "status", "at", "detail"], skipped)
         )
+
+
+# The columns of a new reminder row, in the order ``add_plans`` gives them.
+_NEW_REMINDER = (
+    "id",
+    "patient_id",
+    "kind",
+    "occurrence",
+    "local_date",
+    "due_at",
+    "about",
+    "course",
+    "status",
+    "plan_version",
+    "ready_at",
+    "attempts",
+    "created_at",
+    "changed_at",
+)
+_NEW_HISTORY = ("reminder_id", "status", "at", "detail")
+
+
+async def add_plans(
+    session: AsyncSession,
+    plans: Sequence[tuple[int, Sequence[PlanItem], set[tuple[Kind, str]]]],
+    *,
+    version: int,
+    now: datetime,
+) -> None:
+    """``plan_rows`` and ``add_planned`` for the new plans of many patients at once (an
+    import writes millions of reminders): ``plans`` holds (patient id, plan items, keys of
+    the skipped ones). The same rows and history, made straight from the plan items and
+    written by ``bulk.insert_rows`` (COPY on PostgreSQL), with ids taken beforehand
+    (``bulk.new_ids``) so that the history rows need no query to find their reminders."""
+    ids = iter(await bulk.new_ids(session, _REMINDERS, sum(len(p[1]) for p in plans)))
+    reminders: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    for patient_id, items, skipped in plans:
+        for kind, occurrence, day, due, course, about in items:
+            reminder_id = next(ids)
+            status = PLANNED.value
+            if (kind, occurrence) in skipped:
+                status = SKIPPED.value
+                history.append((reminder_id, status, now, SKIPPED_BEFORE_ENROLMENT))
+            row = (reminder_id, patient_id, kind.value, occurrence, day, due, about, course)
+            reminders.append((*row, status, version, None, 0, now, now))
+    await bulk.insert_rows(session, _REMINDERS, _NEW_REMINDER, reminders)
+    await bulk.insert_rows(session, _EVENTS, _NEW_HISTORY, history)
 
 
 def replannable(reminder: Reminder) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, cast
@@ -20,7 +21,7 @@ from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from scheduler import alerts, outbox, planner, teams, web_access
+from scheduler import alerts, bulk, outbox, planner, teams, web_access
 from scheduler.audit import audit as audit  # re-exported: handlers call store.audit
 from scheduler.errors import N_, ValidationError
 from scheduler.models import (
@@ -44,7 +45,10 @@ INVITE_TTL = timedelta(days=14)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 # Keeps each multi-row INSERT well under SQLite's and asyncpg's bound-parameter limits.
 _CHUNK = 2000
-_PATIENTS_PER_BATCH = 50
+# Plans are made and written this many patients at a time (about 9,000 reminders).
+_PATIENTS_PER_BATCH = 100
+# SQLite's page cache while enrolling more patients than that (``bulk.page_cache``).
+_PAGE_CACHE_MIB = 256
 # Bulk inserts go through the tables (Core), not the ORM's unit of work.
 _PATIENTS = cast(Table, Patient.__table__)
 _COURSES = cast(Table, Course.__table__)
@@ -140,7 +144,8 @@ async def enroll(
     Items already in the past are stored as skipped (see
     ``policies.skipped_when_planned``). Nothing is queued until the patient consents.
     Every patient's team must have a coordinator (``teams.NoCoordinator``): an alert must
-    always reach someone.
+    always reach someone. Courses, plans, history, invites and audit rows go in by
+    ``bulk.insert_rows`` (COPY on PostgreSQL): an import enrols thousands at once.
     """
     labels = [enrolment.label for enrolment in enrolments]
     team_ids = await _teams_of(session, enrolments)
@@ -191,37 +196,50 @@ async def enroll(
         ids.update((label, pid) for label, pid in found.all() if label is not None)
     patient_ids = [ids[label] for label in labels]
 
-    courses = [
-        {"patient_id": pid, "number": number, "start": course.start, "days": course.days}
-        for pid, enrolment in zip(patient_ids, enrolments, strict=True)
-        for number, course in enumerate(enrolment.profile.courses, start=1)
-    ]
-    for start in range(0, len(courses), _CHUNK):
-        await session.execute(insert(_COURSES), courses[start : start + _CHUNK])
-
-    for start in range(0, len(enrolments), _PATIENTS_PER_BATCH):
-        batch = list(zip(patient_ids, enrolments, strict=True))[start : start + _PATIENTS_PER_BATCH]
-        rows: list[dict[str, Any]] = []
-        for pid, enrolment in batch:
-            items = plan(enrolment.profile)
-            skipped = skipped_when_planned(items, now=now, late_window=late_window)
-            rows.extend(outbox.plan_rows(pid, items, skipped=skipped, version=1, now=now))
-        await outbox.add_planned(session, rows, patient_ids=[pid for pid, _ in batch], version=1)
-
-    enrolled: list[Enrolled] = []
-    invites: list[dict[str, Any]] = []
-    audits: list[dict[str, Any]] = []
-    for pid, enrolment in zip(patient_ids, enrolments, strict=True):
-        token = new_token()
-        invites.append(_invite_row(pid, token, now=now, ttl=invite_ttl))
-        audits.append(
-            {"at": now, "actor": actor, "action": "enroll", "target": _patient_target(pid)}
+    many = len(enrolments) > _PATIENTS_PER_BATCH
+    async with bulk.page_cache(session, mebibytes=_PAGE_CACHE_MIB) if many else nullcontext():
+        courses = [
+            (pid, number, course.start, course.days)
+            for pid, enrolment in zip(patient_ids, enrolments, strict=True)
+            for number, course in enumerate(enrolment.profile.courses, start=1)
+        ]
+        await bulk.insert_rows(
+            session, _COURSES, ("patient_id", "number", "start", "days"), courses
         )
-        enrolled.append(Enrolled(pid, enrolment.label, token, now + invite_ttl))
-    for start in range(0, len(invites), _CHUNK):
-        await session.execute(insert(_INVITES), invites[start : start + _CHUNK])
-        await session.execute(insert(_AUDIT), audits[start : start + _CHUNK])
+        for start in range(0, len(enrolments), _PATIENTS_PER_BATCH):
+            await _add_plans(
+                session,
+                patient_ids[start : start + _PATIENTS_PER_BATCH],
+                enrolments[start : start + _PATIENTS_PER_BATCH],
+                now=now,
+                late_window=late_window,
+            )
+        enrolled: list[Enrolled] = []
+        invites: list[tuple[Any, ...]] = []
+        for pid, enrolment in zip(patient_ids, enrolments, strict=True):
+            token = new_token()
+            invites.append(tuple(_invite_row(pid, token, now=now, ttl=invite_ttl).values()))
+            enrolled.append(Enrolled(pid, enrolment.label, token, now + invite_ttl))
+        await bulk.insert_rows(session, _INVITES, _INVITE_COLUMNS, invites)
+        audits = [(now, actor, "enroll", _patient_target(pid)) for pid in patient_ids]
+        await bulk.insert_rows(session, _AUDIT, ("at", "actor", "action", "target"), audits)
     return enrolled
+
+
+async def _add_plans(
+    session: AsyncSession,
+    patient_ids: Sequence[int],
+    enrolments: Sequence[Enrolment],
+    *,
+    now: datetime,
+    late_window: timedelta,
+) -> None:
+    """The materialised plans of new patients (version 1), past items skipped."""
+    plans = []
+    for pid, enrolment in zip(patient_ids, enrolments, strict=True):
+        items = plan(enrolment.profile)
+        plans.append((pid, items, skipped_when_planned(items, now=now, late_window=late_window)))
+    await outbox.add_plans(session, plans, version=1, now=now)
 
 
 async def _teams_of(session: AsyncSession, enrolments: Sequence[Enrolment]) -> list[int]:
@@ -495,7 +513,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_INVITE_COLUMNS = ("patient_id", "token_hash", "created_at", "expires_at")
+
+
 def _invite_row(patient_id: int, token: str, *, now: datetime, ttl: timedelta) -> dict[str, Any]:
+    """A new invite's row (keys: ``_INVITE_COLUMNS``, in their order)."""
     return {
         "patient_id": patient_id,
         "token_hash": token_hash(token),

@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from scheduler import patient_data, store
+from scheduler import outbox, patient_data, store
 from scheduler.errors import CourseTooEarly
 from scheduler.models import AuditEvent, Consent, Course, DeliveryEvent, Invite, Patient, Reminder
 from scheduler.planner import plan
@@ -106,6 +107,126 @@ async def test_past_items_skipped_but_latest_overdue_test_kept(sessions: Session
         skipped = rows["labs_monthly", "m2"]
         assert await events(session, skipped.id) == [("skipped", "before enrolment")]
         assert await events(session, rows["labs_monthly", "m3"].id) == []
+
+
+async def test_many_patients_get_the_rows_one_enrolment_writes(sessions: Sessions) -> None:
+    # More patients than one batch of plans (store._PATIENTS_PER_BATCH), some with past
+    # items: every reminder, history and audit row is what enrolling them one by one gives.
+    now = datetime(2026, 9, 1, 6, tzinfo=UTC)
+    first = enrolment("ONE-1", cbp=True, courses=2)
+    [single] = await enroll(sessions, first, now=now)
+    entries = [enrolment(f"MANY-{n:03d}", cbp=n % 2 == 1, courses=1 + n % 2) for n in range(230)]
+    many = await enroll(sessions, *entries, now=now)
+    assert [e.label for e in many] == [e.label for e in entries]
+
+    def shape(rows: dict[tuple[str, str], Reminder]) -> set[tuple[object, ...]]:
+        columns = [
+            *("kind", "occurrence", "local_date", "due_at", "about", "course", "status"),
+            *("plan_version", "ready_at", "attempts", "created_at", "changed_at"),
+            *("pending", "claim", "followups", "first_sent_at"),
+        ]
+        return {tuple(getattr(r, column) for column in columns) for r in rows.values()}
+
+    async with sessions() as session:
+        one = await reminders(session, single.patient_id)
+        twin = await reminders(session, many[1].patient_id)  # cbp, 2 courses, as ``first``
+        assert shape(one) == shape(twin)
+        assert {r.status for r in one.values()} == {"planned", "skipped"}
+        # Ids follow the plan's order (due instant, then kind), patient after patient.
+        ids = [
+            r.id
+            for e in many
+            for r in sorted((await reminders(session, e.patient_id)).values(), key=lambda r: r.id)
+        ]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
+        by_id = sorted(twin.values(), key=lambda r: r.id)
+        planned = plan(entries[1].profile)
+        assert [(r.kind, r.occurrence) for r in by_id] == [
+            (i.kind.value, i.occurrence) for i in planned
+        ]
+        # One history row per skipped reminder, none for the planned ones.
+        history = (
+            await session.execute(
+                select(DeliveryEvent.reminder_id, DeliveryEvent.status, DeliveryEvent.detail)
+                .add_columns(DeliveryEvent.at, DeliveryEvent.repeats)
+                .order_by(DeliveryEvent.id)
+            )
+        ).all()
+        skipped = await session.scalars(
+            select(Reminder.id).where(Reminder.status == "skipped").order_by(Reminder.id)
+        )
+        assert [row.reminder_id for row in history] == list(skipped)
+        assert {(r.status, r.detail, r.at, r.repeats) for r in history} == {
+            ("skipped", "before enrolment", now, 1)
+        }
+        audits = await session.scalars(
+            select(AuditEvent.target).where(AuditEvent.action == "enroll")
+        )
+        assert sorted(str(target) for target in audits) == sorted(
+            f"patient:{e.patient_id}" for e in [single, *many]
+        )
+        courses = await session.scalar(select(func.count()).select_from(Course))
+        invites = await session.scalar(select(func.count()).select_from(Invite))
+        assert (courses, invites) == (2 + sum(1 + n % 2 for n in range(230)), 231)
+
+
+async def test_reminders_after_an_import_get_new_ids(sessions: Sessions) -> None:
+    # The import takes its reminder ids itself (the sequence on PostgreSQL, after the
+    # largest on SQLite): reminders inserted the usual way afterwards do not collide.
+    many = await enroll(sessions, *(enrolment(f"ID-{n}") for n in range(3)))
+    async with sessions.begin() as session:
+        await store.add_course(
+            session,
+            patient_id=many[0].patient_id,
+            start=date(2027, 1, 4),
+            days=None,
+            allow_early=False,
+            actor="cli",
+            now=NOW,
+            late_window=WINDOW,
+        )
+    async with sessions() as session:
+        ids = list(await session.scalars(select(Reminder.id)))
+        assert len(ids) == len(set(ids))
+        imported = await reminders(session, many[2].patient_id)
+        assert max(ids) > max(r.id for r in imported.values())
+
+
+async def test_an_import_that_fails_midway_stores_nothing(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real = outbox.add_plans
+
+    async def fail_the_second_batch(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the disk is full")
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "add_plans", fail_the_second_batch)
+    await team_with_coordinator(sessions, 501)
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        async with sessions.begin() as session:
+            await store.enroll(
+                session,
+                enrolments=[enrolment(f"FAIL-{n:03d}") for n in range(150)],
+                actor="cli",
+                now=NOW,
+                late_window=WINDOW,
+            )
+    assert calls == 2
+    async with sessions() as session:
+        for table in (Patient, Course, Reminder, DeliveryEvent, Invite):
+            assert await session.scalar(select(func.count()).select_from(table)) == 0
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "enroll")
+            )
+            == 0
+        )
 
 
 async def test_labels_must_be_unique(sessions: Sessions) -> None:
