@@ -1,8 +1,8 @@
 """Drain due reminders through the real dispatcher, sender and PTB Bot into the fake Bot API.
 
     python bench/dispatch_bench.py [--db sqlite|postgresql|both] [--items 100000]
-                                   [--batch-size N] [--concurrency N]
-    python bench/dispatch_bench.py --limits [--seconds 60] [--db ...]
+                                   [--batch-size N] [--concurrency N] [--anchor-items N]
+    python bench/dispatch_bench.py --limits [--busy] [--seconds 60] [--db ...]
 
 Run from the repository root. Everything is real except Telegram: the Dispatcher (with the
 real clock) claims from a migrated database, hands each message to TelegramSender, whose
@@ -20,7 +20,12 @@ answers at once, no rate limiter in the dispatcher and none in the server. ``tic
 called until it claims nothing. Prints reminders/s, the due-to-sent latency (the "sent"
 DeliveryEvent time minus the later of due_at and the run start: with a backlog this is
 mostly queueing), where the wall time went (heartbeat, grouping into messages, alerts; the
-rest is claiming, sending and recording), and the process's peak RSS.
+rest is claiming, sending and recording), and the process's peak RSS. In the same process
+and against the same server, first the anchor: ``--anchor-items`` (default ``--items``)
+plain ``Bot.send_message`` calls of the message one monthly-labs reminder makes, as many
+at a time as the dispatcher has in flight, with no database and no rendering; then the
+CPU time per message of both and their ratio (the target: at most 1.3), each with the
+load average.
 
 Limits run (``--limits``): the server enforces 30 messages/s overall and 1/s per chat and
 answers beyond that with 429; the Dispatcher has ``RateLimiter(per_second=30)`` (its default
@@ -29,7 +34,10 @@ hour, plus ``--multi-chats`` chats with ``--per-chat`` reminders each at differe
 (``--chat-gap`` apart, oldest first in the queue), which the per-chat limit has to space
 out. Ticks run back to back for ``--seconds``; then the dispatcher is stopped. Prints sends
 per second overall and in the steady-state window (after ``--warmup`` s), the fraction of
-30/s, and the 429s the server returned.
+30/s, the 429s the server returned, and how late each send's request went out, and reached
+the server, after the slot the limiter gave it (p50, p99, max). ``--busy`` runs CPU-bound
+processes on the other cores (one fewer than there are cores, at least one) for the whole
+run: the limiter must hold while the process is held up.
 
 PostgreSQL: ``--postgres-url`` (default $REMINDBOT_TEST_POSTGRES_URL, else a local
 ``test`` database); the run uses a fresh schema, dropped at the end, whose tables are
@@ -76,10 +84,15 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
-from telegram import Bot  # noqa: E402
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup  # noqa: E402
+from telegram._utils.types import ODVInput  # noqa: E402
+from telegram.constants import ParseMode  # noqa: E402
+from telegram.request import RequestData  # noqa: E402
 
+from bot import messages  # noqa: E402
+from bot.i18n import translator  # noqa: E402
 from bot.request import AiohttpRequest  # noqa: E402
-from bot.sender import TelegramSender  # noqa: E402
+from bot.sender import DONE, SNOOZE, SYMPTOMS, TelegramSender, callback_data  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db import create_engine, migrate, session_factory  # noqa: E402
 from scheduler.dispatcher import Dispatcher, RateLimiter, TickReport  # noqa: E402
@@ -207,10 +220,89 @@ async def analyze(engine: AsyncEngine, kind: str, enabled: bool) -> None:
 # --- the real pieces ---------------------------------------------------------------------------
 
 
-def make_bot(base_url: str) -> Bot:
+class TimedRequest(AiohttpRequest):
+    """bot/request.py's request, noting when each sendMessage request goes out, by chat."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.went_out: dict[Any, list[float]] = {}
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = AiohttpRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = AiohttpRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = AiohttpRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = AiohttpRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        if request_data is not None and url.endswith("/sendMessage"):
+            chat = request_data.parameters.get("chat_id")
+            self.went_out.setdefault(chat, []).append(time.monotonic())
+        return await super().do_request(
+            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
+        )
+
+
+def make_bot(base_url: str, request_class: type[AiohttpRequest] = AiohttpRequest) -> Bot:
     """A PTB Bot on the fake server, with the connection pool and timeouts bot/app.py uses."""
-    request = AiohttpRequest(connect_timeout=10.0, read_timeout=10.0, write_timeout=10.0)
+    request = request_class(connect_timeout=10.0, read_timeout=10.0, write_timeout=10.0)
     return Bot(TOKEN, base_url=base_url, request=request)
+
+
+async def raw_sends(bot: Bot, *, first_chat: int, count: int, concurrency: int) -> None:
+    """The anchor: ``count`` calls of PTB's ``Bot.send_message``, ``concurrency`` at a time,
+    each to its own chat, of the message the dispatcher sends for one monthly-labs reminder
+    (its text and buttons made once: no database, no rendering, nothing but the send)."""
+    tr = translator("en")
+    text = messages.bundle_html([(Kind.LABS_MONTHLY, None)], cervix=False, tr=tr)
+    markup = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(tr.gettext(label), callback_data=callback_data(1, 0, action))
+                for label, action in (
+                    (messages.DONE, DONE),
+                    (messages.SNOOZE, SNOOZE),
+                    (messages.SYMPTOMS, SYMPTOMS),
+                )
+            ]
+        ]
+    )
+    chats = iter(range(first_chat, first_chat + count))
+
+    async def worker() -> None:
+        for chat in chats:
+            await bot.send_message(chat, text, reply_markup=markup, parse_mode=ParseMode.HTML)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+@contextlib.asynccontextmanager
+async def busy_cores(enabled: bool) -> AsyncIterator[int]:
+    """With ``enabled``, CPU-bound processes on the other cores (one fewer than there are
+    cores, at least one) while the block runs; yields how many."""
+    if not enabled:
+        yield 0
+        return
+    spinners = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "while True: pass", start_new_session=True
+        )
+        for _ in range(max(1, (os.cpu_count() or 2) - 1))
+    ]
+    try:
+        yield len(spinners)
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+        for spinner in spinners:
+            await spinner.wait()
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def accepted_sends(server: FakeBotApi) -> tuple[int, int]:
@@ -387,6 +479,26 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
                 concurrency=concurrency,
                 limiter=None,
             )
+            in_flight = dispatcher.in_flight()
+            anchor_chats = FIRST_CHAT + 2 * max(items, args.anchor_items) + 1
+            warm = 2 * in_flight  # connections opened, caches filled: not measured
+            await raw_sends(bot, first_chat=anchor_chats, count=warm, concurrency=in_flight)
+            anchor_profiler = cProfile.Profile() if args.profile else None
+            anchor_started, anchor_cpu_started = time.perf_counter(), cpu_seconds()
+            if anchor_profiler:
+                anchor_profiler.enable()
+            await raw_sends(
+                bot,
+                first_chat=anchor_chats + warm,
+                count=args.anchor_items,
+                concurrency=in_flight,
+            )
+            if anchor_profiler:
+                anchor_profiler.disable()
+                anchor_profiler.dump_stats(f"{args.profile}.anchor.{kind}")
+            anchor_elapsed = time.perf_counter() - anchor_started
+            anchor_cpu = cpu_seconds() - anchor_cpu_started
+            anchor_load = load_average()
             phases = PhaseTimer(dispatcher)
             total, ticks = TickReport(), 0
             profiler = cProfile.Profile() if args.profile else None
@@ -428,6 +540,7 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
                 rid: at for rid, at in await session.execute(select(Reminder.id, Reminder.due_at))
             }
 
+    run_load = load_average()
     sent = {rid: at for rid, status, at in events if status == "sent"}
     due_to_sent = sorted(
         (at - max(due_at[rid], run_start)).total_seconds() for rid, at in sent.items()
@@ -441,9 +554,20 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
     )
     print(f"elapsed:         {elapsed:.2f} s")
     print(f"reminders/s:     {rate:,.0f}  (target >= 1,000)")
+    per_reminder = 1000 * cpu / max(total.sent, 1)
+    per_raw_send = 1000 * anchor_cpu / max(args.anchor_items, 1)
     print(
         f"CPU:             {cpu:.2f} s in this process ({100 * cpu / elapsed:.0f} % of one "
-        f"core), {1000 * cpu / max(total.sent, 1):.2f} ms per reminder"
+        f"core), {per_reminder:.2f} ms per reminder; {run_load}"
+    )
+    print(
+        f"anchor:          {args.anchor_items:,} raw Bot.send_message, {in_flight} at a time, "
+        f"in {anchor_elapsed:.2f} s: {anchor_cpu:.2f} s CPU, {per_raw_send:.2f} ms per message; "
+        f"{anchor_load}"
+    )
+    print(
+        f"CPU ratio:       {per_reminder / per_raw_send:.2f} x a raw send per reminder "
+        "(target <= 1.3)"
     )
     print(
         f"due-to-sent:     p50 {percentile(due_to_sent, 50):.2f} s, "
@@ -458,11 +582,13 @@ async def throughput(args: argparse.Namespace, kind: str) -> bool:
     print("\n".join(phases.lines(elapsed)))
     if profiler:
         profiler.dump_stats(f"{args.profile}.{kind}")
-        print(f"profile:         {args.profile}.{kind}")
+        print(
+            f"profile:         {args.profile}.{kind} (the anchor's: {args.profile}.anchor.{kind})"
+        )
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     complete = (
         statuses == Counter({"sent": items})
-        and api_ok == api_chats == items
+        and api_ok == api_chats == items + warm + args.anchor_items
         and total.sent == items
     )
     print(f"check:           {'ok' if complete else 'FAILED'} (statuses {dict(statuses)})")
@@ -506,7 +632,21 @@ async def limits(args: argparse.Namespace, kind: str) -> bool:
         )
         rate_limit = server.enable_rate_limit(global_per_second=30, per_chat_per_second=1)
 
-        async with make_bot(server.base_url) as bot:
+        limiter = RateLimiter(per_second=TELEGRAM_RATE)
+        slots: dict[Any, list[float]] = {}
+        acquire = limiter.acquire
+
+        async def noted(chat_id: int) -> float:
+            slot = await acquire(chat_id)
+            # When the send may go: its slot, or now for a slot in the past (catching up).
+            slots.setdefault(chat_id, []).append(max(slot, time.monotonic()))
+            return slot
+
+        limiter.acquire = noted  # type: ignore[method-assign]
+        bot = make_bot(server.base_url, TimedRequest)
+        async with bot, busy_cores(args.busy) as spinners:
+            if spinners:
+                print(f"busy:            {spinners} CPU-bound process(es) beside the run")
             dispatcher = Dispatcher(
                 sessions=sessions,
                 sender=TelegramSender(bot, alert_locale="en"),
@@ -515,7 +655,7 @@ async def limits(args: argparse.Namespace, kind: str) -> bool:
                 postgres=kind == "postgresql",
                 batch_size=batch_size,
                 concurrency=concurrency,
-                limiter=RateLimiter(per_second=TELEGRAM_RATE),
+                limiter=limiter,
             )
             phases = PhaseTimer(dispatcher)
             total, ticks = TickReport(), 0
@@ -548,6 +688,7 @@ async def limits(args: argparse.Namespace, kind: str) -> bool:
                         await runner
             elapsed = time.perf_counter() - started_perf
             cpu = cpu_seconds() - cpu_started
+            run_load = load_average()
 
         calls = [c for c in server.calls[first_call:] if c.method == "sendMessage"]
         rejected_rate_limit = rate_limit.rejected
@@ -604,7 +745,29 @@ async def limits(args: argparse.Namespace, kind: str) -> bool:
         )
     if chat_gaps:
         print(f"same-chat gaps:  {len(chat_gaps)}, min {min(chat_gaps):.3f} s")
-    print(f"CPU:             {cpu:.1f} s in this process ({100 * cpu / elapsed:.0f} % of one core)")
+    print(
+        f"CPU:             {cpu:.1f} s in this process ({100 * cpu / elapsed:.0f} % of one core); "
+        f"{run_load}"
+    )
+    # Each chat's slots, in order, against its requests in order: every slot taken is
+    # sent, except at the stop (the trailing ones, left out by zip).
+    request = bot.request
+    went_out = request.went_out if isinstance(request, TimedRequest) else {}
+    arrived: dict[Any, list[float]] = {}
+    for c in calls:
+        arrived.setdefault(c.chat_id, []).append(c.time)
+    for name, moments in (("request out", went_out), ("server arrival", arrived)):
+        delays = sorted(
+            t - slot
+            for chat, taken in slots.items()
+            for slot, t in zip(taken, moments.get(chat, ()), strict=False)
+        )
+        if delays:
+            print(
+                f"slot to {name + ':':<15} p50 {1000 * percentile(delays, 50):.0f} ms, "
+                f"p99 {1000 * percentile(delays, 99):.0f} ms, "
+                f"max {1000 * delays[-1]:.0f} ms  ({len(delays):,} sends)"
+            )
     print(
         f"429s:            {too_many} (server counted {rejected_rate_limit} rejected, "
         f"{accepted_total:,} accepted)  (target 0)"
@@ -668,7 +831,18 @@ def main() -> None:
         default=None,
         help=f"Dispatcher.concurrency (default {_DEFAULTS['concurrency']})",
     )
+    parser.add_argument(
+        "--anchor-items",
+        type=int,
+        default=None,
+        help="throughput run: raw sends measured before the dispatcher (default --items)",
+    )
     parser.add_argument("--limits", action="store_true", help="the rate-limit run instead")
+    parser.add_argument(
+        "--busy",
+        action="store_true",
+        help="limits run: CPU-bound processes on the other cores for the whole run",
+    )
     parser.add_argument(
         "--server-in-process",
         action="store_true",
@@ -713,6 +887,8 @@ def main() -> None:
         "--profile", metavar="FILE", help="throughput run: cProfile the ticks, write FILE.<db>"
     )
     args = parser.parse_args()
+    if args.anchor_items is None:
+        args.anchor_items = args.items
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     if args.db == "both":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import functools
+from datetime import date, timedelta
 from typing import Final
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
@@ -57,48 +58,75 @@ def callback_data(reminder_id: int, snoozes: int, action: str) -> str:
     return f"{CALLBACK_PREFIX}:{reminder_id}:{snoozes}:{action}"
 
 
-def reminder_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarkup | None:
+# A reply markup as the Bot API reads it, JSON-ready.
+Markup = dict[str, list[list[dict[str, str]]]]
+# The buttons of a kind of message, (label, action) by row: the same for every message of
+# that kind in one language, so made once.
+_Layout = tuple[tuple[tuple[str, str], ...], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _reminder_layout(locale: str, tests: bool, snooze: bool, warning: bool) -> _Layout:
+    tr = translator(locale)
+    rows: list[list[tuple[str, str]]] = []
+    if tests:
+        rows.append([(tr.gettext(messages.DONE), DONE)])
+        if snooze:
+            rows[0].append((tr.gettext(messages.SNOOZE), SNOOZE))
+    if warning:
+        rows.append([(tr.gettext(messages.IM_OK), OK)])
+    if rows:
+        rows[-1].append((tr.gettext(messages.SYMPTOMS), SYMPTOMS))
+    return tuple(tuple(row) for row in rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _nudge_layout(locale: str) -> _Layout:
+    tr = translator(locale)
+    return (((tr.gettext(messages.DONE), DONE), (tr.gettext(messages.SYMPTOMS), SYMPTOMS)),)
+
+
+def _markup(layout: _Layout, reminder_id: int, snoozes: int) -> Markup | None:
+    if not layout:
+        return None
+    return {
+        "inline_keyboard": [
+            [
+                {"text": label, "callback_data": callback_data(reminder_id, snoozes, action)}
+                for label, action in row
+            ]
+            for row in layout
+        ]
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _bundle_html(parts: tuple[tuple[Kind, date | None], ...], cervix: bool, locale: str) -> str:
+    """``messages.bundle_html``, made once for the many patients whose message reads the
+    same (the same reminders, dates and language)."""
+    return messages.bundle_html(parts, cervix=cervix, tr=translator(locale))
+
+
+def reminder_keyboard(delivery: Delivery, locale: str) -> Markup | None:
     """The buttons of what the message holds (PROTOCOL.md "Buttons on bundled messages"):
     Done / Remind me tomorrow / I have symptoms if it holds a test, I'm OK if it holds the
     post-infusion warning, nothing otherwise. A press names the message's first reminder;
     the server finds the rest of the message from it."""
     kinds = {part.kind for part in delivery.parts}
-    first = delivery.parts[0].reminder_id
-
-    def button(label: str, action: str) -> InlineKeyboardButton:
-        return InlineKeyboardButton(
-            tr.gettext(label), callback_data=callback_data(first, delivery.snoozes, action)
-        )
-
-    rows: list[list[InlineKeyboardButton]] = []
-    if kinds & TEST_KINDS:
-        rows.append([button(messages.DONE, DONE)])
-        if delivery.snoozes < MAX_SNOOZES:
-            rows[0].append(button(messages.SNOOZE, SNOOZE))
-    if Kind.POST_INFUSION_WARNING in kinds:
-        rows.append([button(messages.IM_OK, OK)])
-    if not rows:
-        return None
-    rows[-1].append(button(messages.SYMPTOMS, SYMPTOMS))
-    return InlineKeyboardMarkup(rows)
-
-
-def nudge_keyboard(delivery: Delivery, tr: Translator) -> InlineKeyboardMarkup:
-    """Done and I have symptoms, for every test the follow-up names."""
-    first = delivery.parts[0].reminder_id
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(
-                    tr.gettext(messages.DONE), callback_data=callback_data(first, 0, DONE)
-                ),
-                InlineKeyboardButton(
-                    tr.gettext(messages.SYMPTOMS),
-                    callback_data=callback_data(first, 0, SYMPTOMS),
-                ),
-            ]
-        ]
+    layout = _reminder_layout(
+        locale,
+        tests=bool(kinds & TEST_KINDS),
+        snooze=delivery.snoozes < MAX_SNOOZES,
+        warning=Kind.POST_INFUSION_WARNING in kinds,
     )
+    return _markup(layout, delivery.parts[0].reminder_id, delivery.snoozes)
+
+
+def nudge_keyboard(delivery: Delivery, locale: str) -> Markup:
+    """Done and I have symptoms, for every test the follow-up names."""
+    markup = _markup(_nudge_layout(locale), delivery.parts[0].reminder_id, 0)
+    assert markup is not None
+    return markup
 
 
 def alert_text(alert: Alert, tr: Translator) -> str:
@@ -139,27 +167,36 @@ class TelegramSender:
                 delivery.days_overdue,
                 tr,
             )
-            return await self._send(delivery.chat_id, text, nudge_keyboard(delivery, tr))
-        text = messages.bundle_html(
-            [(part.kind, part.about) for part in delivery.parts], cervix=delivery.cervix, tr=tr
+            return await self._send(delivery.chat_id, text, nudge_keyboard(delivery, tr.locale))
+        text = _bundle_html(
+            tuple((part.kind, part.about) for part in delivery.parts), delivery.cervix, tr.locale
         )
         return await self._send(
-            delivery.chat_id, text, reminder_keyboard(delivery, tr), parse_mode=ParseMode.HTML
+            delivery.chat_id,
+            text,
+            reminder_keyboard(delivery, tr.locale),
+            parse_mode=ParseMode.HTML,
         )
 
     async def _send(
         self,
         chat_id: int,
         text: str,
-        keyboard: InlineKeyboardMarkup | None,
+        keyboard: Markup | None,
         *,
         parse_mode: str | None = None,
     ) -> Outcome:
-        """Send, and turn Telegram's answer into an outcome (most specific error first)."""
+        """Send, and turn Telegram's answer into an outcome (most specific error first).
+
+        Through ``Bot._post``, as ``Bot.send_message`` does, but without ``send_message``'s
+        reading of the answer into a ``Message`` (with its buttons, the sender's biggest
+        cost): only the message id is needed. The request and its errors are PTB's.
+        """
+        parameters = {"chat_id": chat_id, "text": text, "reply_markup": keyboard}
+        if parse_mode is not None:
+            parameters["parse_mode"] = parse_mode
         try:
-            message = await self.bot.send_message(
-                chat_id, text, reply_markup=keyboard, parse_mode=parse_mode
-            )
+            message = await self.bot._post("sendMessage", parameters)
         except RetryAfter as error:
             wait = error.retry_after
             retry_after = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)
@@ -179,7 +216,7 @@ class TelegramSender:
             return Outcome(Result.TRANSIENT, description=error.message)
         except TelegramError as error:
             return Outcome(Result.REJECTED, description=error.message)
-        return Outcome.sent(message.message_id)
+        return Outcome.sent(message["message_id"])
 
     async def alert(self, alert: Alert, chat_id: int, locale: str | None = None) -> Outcome:
         tr = translator(locale or self.alert_locale)

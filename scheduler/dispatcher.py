@@ -18,6 +18,7 @@ each how many share the bot's rate limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -163,8 +164,7 @@ class Dispatcher:
     process_id: int | None = None
     _stopping: bool = False
     _asked: int = 0  # claims the latest tick asked for (see _batch)
-    _waiting: list[tuple[Sequence[Claimed], asyncio.Future[set[int]]]] = field(default_factory=list)
-    _checking: bool = False
+    _checking: asyncio.Future[None] | None = None
     _draining: bool = False
     # The claims of the tick under way, and the latest answer about them (see _still_ours).
     _tick: Sequence[Claimed] = ()
@@ -373,9 +373,13 @@ class Dispatcher:
             return RELEASED
         if {claim.id for claim in message.claims} - ours:
             return NOT_OURS
-        if self.limiter is not None and slot is not None:
-            await self.limiter.hold(slot, CHECK_ALLOWANCE)
-        outcome = await self.sender.send(delivery)
+        sending = (
+            self.limiter.sending(slot, CHECK_ALLOWANCE, delivery.chat_id)
+            if self.limiter is not None and slot is not None
+            else contextlib.nullcontext()
+        )
+        async with sending:
+            outcome = await self.sender.send(delivery)
         if outcome.result is Result.SENT and self.on_sent is not None:
             accepted = self.clock.now()
             for claim in message.claims:
@@ -393,35 +397,30 @@ class Dispatcher:
         """Right before sending: which of ``claims`` are still ours, their patient active.
 
         A check reads every claim of the tick at once, and its answer serves for
-        ``recheck_after`` seconds: a withdrawal committed since is seen by the next check
-        (and, whatever the timing, the outcome of a send for a withdrawn reminder changes
-        nothing). Checks asked for while one is running are answered together.
+        ``recheck_after`` seconds from when it began: a withdrawal committed since is seen
+        by the next check (and, whatever the timing, the outcome of a send for a withdrawn
+        reminder changes nothing). The next check begins half-way through, while sends go
+        on, so that a send waits for one only when the database is slow to answer.
         """
-        if self._ours_at is not None and time.monotonic() - self._ours_at < self.recheck_after:
-            return {c.id for c in claims} & self._ours
-        answer: asyncio.Future[set[int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((claims, answer))
-        if not self._checking:
-            self._checking = True
-            try:
-                while self._waiting:
-                    batch, self._waiting = self._waiting, []
-                    checked = time.monotonic()
-                    try:
-                        async with reading(self.sessions) as session:
-                            ours = await outbox.still_ours(
-                                session, [*self._tick, *(c for group, _ in batch for c in group)]
-                            )
-                    except Exception as error:  # every waiter gets it, this one included
-                        for _, pending in batch:
-                            pending.set_exception(error)
-                        continue
-                    self._ours, self._ours_at = ours, checked
-                    for group, pending in batch:
-                        pending.set_result({c.id for c in group} & ours)
-            finally:
-                self._checking = False
-        return await answer
+        while True:
+            age = math.inf if self._ours_at is None else time.monotonic() - self._ours_at
+            if age >= self.recheck_after / 2 and (self._checking is None or self._checking.done()):
+                self._checking = asyncio.ensure_future(self._check())
+                self._checking.add_done_callback(_seen)
+            if age < self.recheck_after:
+                return {c.id for c in claims} & self._ours
+            assert self._checking is not None
+            # Shielded: a send being stopped must not cancel the others' check. A check
+            # still under way from the previous tick answers nothing about this one's
+            # claims: then the loop starts one that does.
+            await asyncio.shield(self._checking)
+
+    async def _check(self) -> None:
+        tick, checked = self._tick, time.monotonic()
+        async with reading(self.sessions) as session:
+            ours = await outbox.still_ours(session, tick)
+        if self._tick is tick:  # not an answer about the next tick's claims
+            self._ours, self._ours_at = ours, checked
 
     async def _apply(
         self,
@@ -553,6 +552,13 @@ class Dispatcher:
         return "failed"
 
 
+def _seen(check: asyncio.Future[None]) -> None:
+    """A check's failure is the concern of the sends that wait for it, if any: not one
+    for asyncio to report."""
+    if not check.cancelled():
+        check.exception()
+
+
 class _Recorder:
     """Records outcomes as they come: one transaction for those that arrived within
     ``RECORD_WINDOW`` (and while the previous write went on), so a crash loses at most what
@@ -562,6 +568,10 @@ class _Recorder:
         self.dispatcher = dispatcher
         self.report = report
         self._queued: list[tuple[Message, Outcome | _Skip]] = []
+        # Outcomes are written in the order they were queued: the n-th queued (from 0) is
+        # written once more than n are.
+        self._queued_count = 0
+        self._written_count = 0
         self._lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
         self._failed = False
@@ -569,13 +579,14 @@ class _Recorder:
     def queue(self, message: Message, outcome: Outcome | _Skip) -> None:
         """To be written with the next write (``flush``)."""
         self._queued.append((message, outcome))
+        self._queued_count += 1
 
     async def record(self, message: Message, outcome: Outcome | _Skip) -> None:
         """Queue an outcome and wait until it is written (or the writes failed: ``flush``
         tries again)."""
-        entry = (message, outcome)
-        self._queued.append(entry)
-        while any(queued is entry for queued in self._queued) and not self._failed:
+        place = self._queued_count
+        self.queue(message, outcome)
+        while self._written_count <= place and not self._failed:
             if self._writing is None or self._writing.done():
                 self._writing = asyncio.ensure_future(self._write_soon())
             # Shielded: a write cancelled half-way (the batch is being stopped) could leave
@@ -662,6 +673,7 @@ class _Recorder:
             except BaseException:
                 self._queued[:0] = batch
                 raise
+            self._written_count += len(batch)
             report = self.report
             for name in ("sent", "retrying", "failed", "released"):
                 setattr(report, name, getattr(report, name) + getattr(counted, name))

@@ -467,6 +467,7 @@ class Claimed:
     intended: datetime  # when it was meant to go out: due, snooze, follow-up or retry time
     purpose: Purpose
     followups: int
+    until: datetime  # the end of the claim's lease: the reminder's ready_at while it lasts
 
 
 def _claims(items: Iterable[Claimed]) -> ColumnElement[bool]:
@@ -569,30 +570,50 @@ async def claim_due(
         if postgres:
             siblings = siblings.with_for_update(skip_locked=True, key_share=True)
         ids += list(await session.scalars(siblings))
-    rows = (await session.execute(select(Reminder).where(Reminder.id.in_(ids)))).scalars().all()
+    # Columns, not ORM objects: nothing for the updates below to keep in step in the session.
+    rows = (
+        await session.execute(
+            select(
+                Reminder.id,
+                Reminder.claim,
+                Reminder.attempts,
+                Reminder.patient_id,
+                Reminder.kind,
+                Reminder.about,
+                Reminder.local_date,
+                Reminder.due_at,
+                Reminder.ready_at,
+                Reminder.pending,
+                Reminder.followups,
+                Reminder.status,
+            ).where(Reminder.id.in_(ids))
+        )
+    ).all()
     report = ClaimReport([])
     late = [r for r in rows if is_too_late(r.ready_at or now, now=now, late_window=late_window)]
     hours = int(late_window.total_seconds() // 3600)
     too_late = f"more than {hours} h late, not sent"
-    expired = await _move(
-        session,
-        Reminder.id.in_([r.id for r in late if r.pending is None]),
-        EXPIRED,
-        now,
-        values={"ready_at": None, "claimed_by": None},
-        detail=too_late,
-    )
-    await _move(
-        session,
-        Reminder.id.in_([r.id for r in late if r.pending is not None]),
-        SENT,
-        now,
-        values={"ready_at": None, "pending": None, "claimed_by": None},
-        detail=f"not sent again: {too_late}",
-    )
-    report.expired = len(expired)
-    fresh = [r for r in rows if r not in late]
-    # What the claims are, taken before the update changes the loaded rows.
+    if late:
+        expired = await _move(
+            session,
+            Reminder.id.in_([r.id for r in late if r.pending is None]),
+            EXPIRED,
+            now,
+            values={"ready_at": None, "claimed_by": None},
+            detail=too_late,
+        )
+        await _move(
+            session,
+            Reminder.id.in_([r.id for r in late if r.pending is not None]),
+            SENT,
+            now,
+            values={"ready_at": None, "pending": None, "claimed_by": None},
+            detail=f"not sent again: {too_late}",
+        )
+        report.expired = len(expired)
+    gone = {r.id for r in late}
+    fresh = [r for r in rows if r.id not in gone]
+    until = now + lease
     report.claimed = [
         Claimed(
             r.id,
@@ -606,6 +627,7 @@ async def claim_due(
             r.ready_at or now,
             Purpose(r.pending or Purpose.REMIND),
             r.followups,
+            until,
         )
         for r in fresh
     ]
@@ -617,7 +639,7 @@ async def claim_due(
         .values(
             status=SENDING,
             changed_at=now,
-            ready_at=now + lease,
+            ready_at=until,
             attempts=Reminder.attempts + 1,
             claim=Reminder.claim + 1,
             claimed_by=process_id,
@@ -628,17 +650,26 @@ async def claim_due(
 
 async def still_ours(session: AsyncSession, claims: Sequence[Claimed]) -> set[int]:
     """Of these claims, the reminders still claimed by them and whose patient is active
-    with a chat: what may be sent right now."""
+    with a chat: what may be sent right now.
+
+    A claimed reminder's ``ready_at`` is its lease's end, the same for a batch of claims:
+    the statement reads that range of ``ix_reminder_ready_at``, with no parameter per claim
+    (it is the same statement for any number of claims, prepared once)."""
     if not claims:
         return set()
-    rows = await session.scalars(
-        select(Reminder.id)
+    wanted = {(claim.id, claim.claim) for claim in claims}
+    rows = await session.execute(
+        select(Reminder.id, Reminder.claim)
         .join(Patient, Patient.id == Reminder.patient_id)
         .where(
-            _claims(claims), Patient.status == PatientStatus.ACTIVE, Patient.chat_id.is_not(None)
+            Reminder.ready_at >= min(claim.until for claim in claims),
+            Reminder.ready_at <= max(claim.until for claim in claims),
+            Reminder.status == SENDING,
+            Patient.status == PatientStatus.ACTIVE,
+            Patient.chat_id.is_not(None),
         )
     )
-    return set(rows)
+    return {reminder_id for reminder_id, claim in rows if (reminder_id, claim) in wanted}
 
 
 def _resend(purpose: Purpose) -> bool:

@@ -233,8 +233,9 @@ async def test_rate_limiter_spaces_sends_overall_and_per_chat() -> None:
     assert clock.now == pytest.approx(2.0)
     await limiter.acquire(7)  # again at once: a full second after the previous one
     assert clock.now == pytest.approx(3.0)
+    # The second spent waiting for chat 7 is made up for (CATCH_UP): chat 9 at once.
     await asyncio.gather(limiter.acquire(9), limiter.acquire(9), limiter.acquire(9))
-    assert clock.now == pytest.approx(3 + 1 / 30 + 2)  # one chat: a second apart
+    assert clock.now == pytest.approx(3 + 2)  # one chat: a second apart
 
 
 async def test_rate_limiter_margin_keeps_below_the_limit() -> None:
@@ -262,6 +263,33 @@ async def test_rate_limiter_keeps_a_late_send_from_crowding_the_next_second() ->
     busiest = max(sum(1 for t in started if s <= t < s + 1) for s in started)
     assert busiest == 30
     assert started[-1] < slots[-1] + 0.1  # a short delay, not a stall
+
+
+async def test_a_send_counts_against_the_window_until_its_answer() -> None:
+    """A request slow to go out or to be answered may reach Telegram at any moment before
+    its answer: it counts until a second after that, so no second at Telegram holds more
+    than the rate, however late the requests went out."""
+    clock = FakeTime()
+    limiter = RateLimiter(
+        per_second=2, chat_interval=None, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep
+    )
+    for _ in range(2):
+        async with limiter.sending(clock.now, 0.0):
+            clock.now += 0.75  # answered 0.75 s after it started
+    async with limiter.sending(clock.now, 0.0):
+        pass
+    assert clock.now == pytest.approx(0.75 + 1.0)  # a second after the first answer
+
+
+async def test_a_chat_waits_a_second_after_its_previous_message_was_answered() -> None:
+    clock = FakeTime()
+    limiter = RateLimiter(
+        per_second=None, chat_interval=1.0, margin=1.0, monotonic=clock.monotonic, sleep=clock.sleep
+    )
+    async with limiter.sending(await limiter.acquire(7), 0.0, 7):
+        clock.now += 0.5  # the request took half a second
+    await limiter.acquire(7)
+    assert clock.now == pytest.approx(0.5 + 1.0)
 
 
 async def test_rate_limiter_spaces_group_messages_and_fractional_rates() -> None:
