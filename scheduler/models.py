@@ -49,6 +49,8 @@ FOLLOW_UP_PREDICATE = follow_up_predicate()
 # (``changed_at`` still their creation). ``ix_reminder_changed_at_id``'s predicate, which
 # the delivery log repeats with the status as a literal (see ``follow_up_predicate``).
 ACTIVITY_PREDICATE = "status != 'planned' OR changed_at != created_at"
+# Reminders in the queue or claimed: ``ix_reminder_ready_at``'s predicate.
+QUEUED_PREDICATE = "ready_at IS NOT NULL"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -173,7 +175,15 @@ class Reminder(Base):
     __table_args__ = (
         UniqueConstraint("patient_id", "kind", "occurrence"),
         # The queue: due first, and first queued first among those due at one instant.
-        Index("ix_reminder_ready_at", "ready_at", "id"),
+        # Partial: only what is queued or claimed (the queue reads ``ready_at <= now``), not
+        # the planned and the finished, most of the table.
+        Index(
+            "ix_reminder_ready_at",
+            "ready_at",
+            "id",
+            postgresql_where=text(QUEUED_PREDICATE),
+            sqlite_where=text(QUEUED_PREDICATE),
+        ),
         Index("ix_reminder_patient_id_due_at", "patient_id", "due_at"),
         # The delivery log, newest or oldest first, without a patient filter; covering what
         # its activity view tests of the reminders due lately (see scheduler.deliveries).
