@@ -318,6 +318,15 @@ class Dispatcher:
         finally:
             await recorder.flush()
             self._tick, self._ours_at = (), None
+            await self._check_done()
+
+    async def _check_done(self) -> None:
+        """Wait for a still-ours check begun in the background to end: its connection goes
+        back to the pool before the tick ends (the engine may be disposed of next). What
+        it says, or how it fails, no longer matters."""
+        checking, self._checking = self._checking, None
+        if checking is not None:
+            await asyncio.wait([checking])
 
     async def _messages(self, claimed: Sequence[Claimed], now: datetime) -> list[Message]:
         """The claims as Telegram messages: one per patient and instant (and purpose), in
@@ -410,10 +419,13 @@ class Dispatcher:
             if age < self.recheck_after:
                 return {c.id for c in claims} & self._ours
             assert self._checking is not None
-            # Shielded: a send being stopped must not cancel the others' check. A check
-            # still under way from the previous tick answers nothing about this one's
-            # claims: then the loop starts one that does.
+            # Shielded: a send being stopped must not cancel the others' check.
             await asyncio.shield(self._checking)
+            if self._ours_at is not None:
+                # An answer about this tick's claims, however long it took to come. (A
+                # check still under way from the previous tick answers nothing about them:
+                # then the loop starts one that does.)
+                return {c.id for c in claims} & self._ours
 
     async def _check(self) -> None:
         tick, checked = self._tick, time.monotonic()

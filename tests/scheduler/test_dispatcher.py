@@ -460,3 +460,34 @@ async def test_beats_share_the_rate_among_the_live_processes(
     await third.close()
     await first.beat()
     assert limiters[0].share == 15
+
+
+async def test_a_tick_ends_with_no_still_ours_check_holding_a_connection(
+    sessions: async_sessionmaker[AsyncSession], db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check begun in the background (half-way through ``recheck_after``) that is still
+    reading when the last send is done is waited for: its connection is back in the pool
+    when the tick returns, before anyone disposes of the engine."""
+    await add_due(sessions, patients=3, per_patient=1)
+    slow_checks = 0
+    still_ours = outbox.still_ours
+
+    async def slow(session: AsyncSession, claims: list[outbox.Claimed]) -> set[int]:
+        nonlocal slow_checks
+        slow_checks += 1
+        if slow_checks > 1:  # the background one
+            await asyncio.sleep(0.3)
+        return await still_ours(session, claims)
+
+    class SlowSender(RecordingSender):
+        async def send(self, delivery: Delivery) -> Outcome:
+            await asyncio.sleep(0.04)
+            return await super().send(delivery)
+
+    monkeypatch.setattr(outbox, "still_ours", slow)
+    sender = SlowSender()
+    d = dispatcher(sessions, sender, postgres=not is_sqlite(db))  # type: ignore[arg-type]
+    d.concurrency, d.recheck_after = 1, 0.05
+    report = await d.tick()
+    assert (report.sent, slow_checks) == (3, 2)
+    assert db.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
