@@ -237,65 +237,6 @@ async def _move_alerts(
 # --- plans ---------------------------------------------------------------------------------
 
 
-def plan_rows(
-    patient_id: int,
-    items: Iterable[PlanItem],
-    *,
-    skipped: set[tuple[Kind, str]],
-    version: int,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """New reminder rows for plan items: planned, or skipped (``skipped`` keys: already
-    past when planned)."""
-    return [
-        {
-            "patient_id": patient_id,
-            "kind": item.kind.value,
-            "occurrence": item.occurrence,
-            "local_date": item.day,
-            "due_at": item.due,
-            "about": item.about,
-            "course": item.course,
-            "status": SKIPPED if (item.kind, item.occurrence) in skipped else PLANNED,
-            "plan_version": version,
-            "ready_at": None,
-            "attempts": 0,
-            "created_at": now,
-            "changed_at": now,
-        }
-        for item in items
-    ]
-
-
-async def add_planned(
-    session: AsyncSession, rows: list[dict[str, Any]], *, patient_ids: Sequence[int], version: int
-) -> None:
-    """Insert new reminder rows (status planned or skipped) of ``patient_ids``; the skipped
-    ones get their history row.
-
-    Plain multi-row INSERTs without RETURNING: SQLite would otherwise insert row by row.
-    """
-    for row in rows:
-        assert row["status"] in {PLANNED, SKIPPED}, row["status"]
-    for start in range(0, len(rows), _CHUNK):
-        await session.execute(insert(_REMINDERS), rows[start : start + _CHUNK])
-    if any(row["status"] == SKIPPED for row in rows):
-        now = rows[0]["created_at"]
-        skipped = select(
-            Reminder.id,
-            literal(SKIPPED.value),
-            literal(now, UTCDateTime()),
-            literal(SKIPPED_BEFORE_ENROLMENT),
-        ).where(
-            Reminder.patient_id.in_(patient_ids),
-            Reminder.status == SKIPPED,
-            Reminder.plan_version == version,
-        )
-        await session.execute(
-            insert(_EVENTS).from_select(["reminder_id", "status", "at", "detail"], skipped)
-        )
-
-
 # The columns of a new reminder row, in the order ``add_plans`` gives them.
 _NEW_REMINDER = (
     "id",
@@ -322,11 +263,13 @@ async def add_plans(
     *,
     version: int,
     now: datetime,
+    queued: bool = False,
 ) -> None:
-    """``plan_rows`` and ``add_planned`` for the new plans of many patients at once (an
-    import writes millions of reminders): ``plans`` holds (patient id, plan items, keys of
-    the skipped ones). The same rows and history, made straight from the plan items and
-    written by ``bulk.insert_rows`` (COPY on PostgreSQL), with ids taken beforehand
+    """New reminder rows for plan items, of one patient or of many at once (an import
+    writes millions of reminders): ``plans`` holds (patient id, plan items, keys of the
+    skipped ones: already past when planned). Planned, or skipped with their history row;
+    with ``queued`` (the patient is active), the planned ones are in the queue at their due
+    time. Written by ``bulk.insert_rows`` (COPY on PostgreSQL), with ids taken beforehand
     (``bulk.new_ids``) so that the history rows need no query to find their reminders."""
     ids = iter(await bulk.new_ids(session, _REMINDERS, sum(len(p[1]) for p in plans)))
     reminders: list[tuple[Any, ...]] = []
@@ -334,12 +277,12 @@ async def add_plans(
     for patient_id, items, skipped in plans:
         for kind, occurrence, day, due, course, about in items:
             reminder_id = next(ids)
-            status = PLANNED.value
+            status, ready_at = PLANNED.value, due if queued else None
             if (kind, occurrence) in skipped:
-                status = SKIPPED.value
+                status, ready_at = SKIPPED.value, None
                 history.append((reminder_id, status, now, SKIPPED_BEFORE_ENROLMENT))
             row = (reminder_id, patient_id, kind.value, occurrence, day, due, about, course)
-            reminders.append((*row, status, version, None, 0, now, now))
+            reminders.append((*row, status, version, ready_at, 0, now, now))
     await bulk.insert_rows(session, _REMINDERS, _NEW_REMINDER, reminders)
     await bulk.insert_rows(session, _EVENTS, _NEW_HISTORY, history)
 

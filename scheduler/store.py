@@ -305,12 +305,9 @@ async def replan(
     await session.flush()
     await outbox.cancel(session, ids=dropped, now=now, reason=outbox.CANCELLED_REPLANNED)
     skipped = skipped_when_planned(new_items, now=now, late_window=late_window)
-    rows = outbox.plan_rows(patient.id, new_items, skipped=skipped, version=version, now=now)
-    if queued:
-        for row in rows:
-            if row["status"] == ReminderStatus.PLANNED:
-                row["ready_at"] = row["due_at"]
-    await outbox.add_planned(session, rows, patient_ids=[patient.id], version=version)
+    await outbox.add_plans(
+        session, [(patient.id, new_items, skipped)], version=version, now=now, queued=queued
+    )
 
 
 async def lock_patient(session: AsyncSession, *, patient_id: int) -> Patient | None:
